@@ -1,0 +1,1 @@
+"""Building blocks: the LSTM from its gates and the attention family."""
