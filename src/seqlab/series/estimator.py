@@ -1,0 +1,564 @@
+"""`SeriesAutoencoder`: a scikit-learn-style estimator around `LSTMAutoencoder`.
+
+Inputs
+- one long series: (N,) / (N, C) array, a DataFrame (numeric columns, or `columns=`), a pandas
+  Series, a CSV path or `io.SeriesData`; it is cut into windows of `window` points;
+- a set of samples: a 3-D array (n_samples, T, C), each sample one window (T must equal window).
+
+Training: scaling fitted on the training series only; the last `val_fraction` of the series
+(at least one window; series: a contiguous tail, so no training window overlaps it; samples:
+a seeded random subset) is held out to pick the best epoch and to fit the error model and the
+threshold on normal data. When the series is too short to hold out a window and still train on
+two, the training windows are used for both (`validation_ == "train"`).
+
+Scoring streams windows in batches over strided views: memory is O(N * C) for the per-point
+sums, never O(N * window). Scoring uses windows every `score_stride` points (default
+`max(1, window // 16)`: each point is still covered by ~16 windows; the last window is flush
+with the end, so every point is scored). Per-point error = mean over the covering windows.
+
+Scores (higher = more anomalous), per `threshold`:
+- "gaussian": squared Mahalanobis distance of each point's error vector under the Gaussian
+  error model fitted on normal validation errors (EncDec-AD);
+- "quantile": the point's mean absolute reconstruction error over channels (scaled units).
+In both cases `threshold_` is the `threshold_quantile` quantile of the scores on the normal
+validation data (or of `fit_threshold`'s data); `calibrate_threshold` is the only path that
+uses labels, and it is recorded in `threshold_source_`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import inspect
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from seqlab.errors import UserError
+from seqlab.io import save_safetensors_atomic, write_json_atomic
+from seqlab.series.io import SeriesData, as_series, parse_columns, read_series_csv
+from seqlab.series.model import DECODER_INPUTS, AutoencoderConfig, LSTMAutoencoder
+from seqlab.series.scoring import (
+    ErrorAccumulator,
+    GaussianErrorModel,
+    calibrated_threshold,
+    flags_to_events,
+    quantile_threshold,
+)
+from seqlab.series.windows import Scaler, fill_missing, iter_window_batches, window_starts
+
+FORMAT = "seqlab.series.SeriesAutoencoder/1"
+INFER_BATCH = 512  # windows per inference batch: bounds memory at 512 * window * C floats
+
+
+class SeriesAutoencoder:
+    def __init__(self, window: int = 64, stride: int = 1, hidden_size: int = 64,
+                 latent_size: int = 32, num_layers: int = 1, dropout: float = 0.0,
+                 reverse_target: bool = True, decoder_input: str = "latent", epochs: int = 20,
+                 batch_size: int = 64, lr: float = 1e-3, val_fraction: float = 0.1,
+                 threshold: str = "gaussian", threshold_quantile: float = 0.995,
+                 missing: str = "interpolate", seed: int = 0, device: str = "cpu",
+                 verbose: bool = False, score_stride: int | None = None,
+                 columns: str | list[str] | None = None, num_threads: int | None = None):
+        self.window = window
+        self.stride = stride
+        self.hidden_size = hidden_size
+        self.latent_size = latent_size
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.reverse_target = reverse_target
+        self.decoder_input = decoder_input
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.val_fraction = val_fraction
+        self.threshold = threshold
+        self.threshold_quantile = threshold_quantile
+        self.missing = missing
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+        self.score_stride = score_stride
+        self.columns = columns
+        self.num_threads = num_threads
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params: Any) -> SeriesAutoencoder:
+        valid = self.get_params()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"unknown parameter {k!r}; valid: {', '.join(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        return f"SeriesAutoencoder(window={self.window}, latent_size={self.latent_size}, " \
+               f"hidden_size={self.hidden_size}, decoder_input={self.decoder_input!r})"
+
+    def _check_params(self) -> None:
+        if self.threshold not in ("gaussian", "quantile"):
+            raise ValueError("threshold: expected 'gaussian' or 'quantile', "
+                             f"got {self.threshold!r}")
+        if self.decoder_input not in DECODER_INPUTS:
+            raise ValueError(f"decoder_input: expected one of {DECODER_INPUTS}, "
+                             f"got {self.decoder_input!r}")
+        if self.missing not in ("interpolate", "error"):
+            raise ValueError(f"missing: expected 'interpolate' or 'error', got {self.missing!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction: expected 0 <= f < 1, got {self.val_fraction}")
+        for name in ("window", "stride", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+
+    @property
+    def score_stride_(self) -> int:
+        return int(self.score_stride) if self.score_stride else max(1, self.window // 16)
+
+    def _fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ValueError("this SeriesAutoencoder is not fitted yet: call fit(X) or load(dir)")
+
+    # ------------------------------------------------------------------ input handling
+    def _as_input(self, X, fitting: bool) -> tuple[str, np.ndarray, SeriesData | None]:
+        """Validate X and return ("series", (N, C) raw values, data) or ("samples", (n, T, C),
+        None). Values are finite (missing policy applied) but not yet scaled."""
+        if isinstance(X, np.ndarray | torch.Tensor) and np.ndim(X) == 3:
+            arr = np.asarray(X, dtype=np.float64)
+            n, T, C = arr.shape
+            if self.window != T:
+                raise ValueError(f"X: samples have length {T} but window={self.window}; "
+                                 f"pass window={T}")
+            if n == 0:
+                raise ValueError("X: no samples")
+            if not fitting and self.n_features_ != C:
+                raise ValueError(f"X: samples have {C} channels, the model was fitted on "
+                                 f"{self.n_features_}")
+            cols = self.columns_ if not fitting else [str(j) for j in range(C)]
+            # Missing values are filled inside each sample, never across sample boundaries.
+            filled = np.stack([fill_missing(s, self.missing, cols,
+                                            lambda r, i=i: f"X: sample {i} step {r}")
+                               for i, s in enumerate(arr)]) if not np.isfinite(arr).all() else arr
+            return "samples", filled, None
+        data = self._read(X, fitting)
+        values = fill_missing(data.values, self.missing, data.columns, data.location)
+        if len(values) < self.window:
+            raise UserError(f"{data.source}: series has {len(values)} points, shorter than the "
+                            f"window ({self.window})")
+        return "series", values, data
+
+    def _read(self, X, fitting: bool) -> SeriesData:
+        if fitting:
+            return as_series(X, columns=self.columns)
+        if isinstance(X, str | os.PathLike):
+            path = Path(X)
+            header = _csv_header(path)
+            missing = [c for c in self.columns_ if c not in header]
+            if header and missing and self.columns_from_names_:
+                raise UserError(f"{path}: the model was trained on columns "
+                                f"{', '.join(self.columns_)}; missing here: {', '.join(missing)}"
+                                f" (file has {', '.join(header)})")
+            data = read_series_csv(path,
+                                   columns=self.columns_ if self.columns_from_names_ else None)
+        elif isinstance(X, pd.DataFrame) and self.columns_from_names_:
+            names = [str(c) for c in X.columns]
+            missing = [c for c in self.columns_ if c not in names]
+            if missing:
+                raise UserError(f"DataFrame: the model was trained on columns "
+                                f"{', '.join(self.columns_)}; missing here: {', '.join(missing)}")
+            data = as_series(X, columns=self.columns_)
+        else:
+            data = as_series(X)
+        if data.values.shape[1] != self.n_features_:
+            raise UserError(f"{data.source}: has {data.values.shape[1]} value columns "
+                            f"({', '.join(data.columns)}), the model was trained on "
+                            f"{self.n_features_} ({', '.join(self.columns_)})")
+        return data
+
+    def _scaled(self, X) -> tuple[str, np.ndarray, SeriesData | None]:
+        kind, raw, data = self._as_input(X, fitting=False)
+        return kind, self.scaler_.transform(raw), data
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, y=None) -> SeriesAutoencoder:
+        """Train on normal data X (see the module docstring for the accepted forms). y is
+        ignored (unsupervised). Returns self."""
+        self._check_params()
+        kind, raw, data = self._as_input(X, fitting=True)
+        self.input_kind_ = kind
+        if kind == "samples":
+            n, T, C = raw.shape
+            self.columns_ = [str(j) for j in range(C)]
+            self.columns_from_names_ = False
+            self.timestamp_name_ = None
+            rng = np.random.default_rng(self.seed)
+            n_val = int(round(self.val_fraction * n))
+            if n_val >= 1 and n - n_val >= 1:
+                perm = rng.permutation(n)
+                val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+                self.validation_ = "held-out samples"
+            else:
+                train_idx = val_idx = np.arange(n)
+                self.validation_ = "train"
+            self.scaler_ = Scaler.fit(raw[train_idx].reshape(-1, C), self.columns_, "samples")
+            x = self.scaler_.transform(raw)                                   # (n, T, C)
+            train_windows = x[train_idx]
+            val_windows = x[val_idx]
+            train_set = _WindowSet.from_samples(train_windows)
+            val_set = _WindowSet.from_samples(val_windows)
+        else:
+            assert data is not None
+            N, C = raw.shape
+            self.columns_ = list(data.columns)
+            self.columns_from_names_ = data.source != "array"
+            self.timestamp_name_ = data.timestamp_name
+            n_val = max(int(round(self.val_fraction * N)), self.window) if self.val_fraction else 0
+            if n_val and N - n_val >= self.window + 1:
+                split = N - n_val
+                self.validation_ = f"last {n_val} points"
+            else:
+                split = N
+                self.validation_ = "train"
+            # Scaling statistics from the training part only.
+            self.scaler_ = Scaler.fit(raw[:split], self.columns_, data.source)
+            x = self.scaler_.transform(raw)                                   # (N, C)
+            train_set = _WindowSet(x[:split], window_starts(split, self.window, self.stride),
+                                   self.window)
+            val_part = x[split:] if split < N else x
+            val_set = _WindowSet(val_part, window_starts(len(val_part), self.window,
+                                                         self.score_stride_), self.window)
+        self.n_features_ = C
+        self.model_config_ = AutoencoderConfig(
+            n_features=C, hidden_size=int(self.hidden_size), latent_size=int(self.latent_size),
+            num_layers=int(self.num_layers), dropout=float(self.dropout),
+            reverse_target=bool(self.reverse_target), decoder_input=self.decoder_input)
+        self._train(train_set, val_set)
+        # Error model and threshold on normal held-out data.
+        if kind == "samples":
+            errors = self._sample_errors(val_set.x)                           # (n, T, C)
+            self._fit_error_model(errors.reshape(-1, C))
+        else:
+            self._fit_error_model(self._point_errors(val_set.x))
+        self.threshold_source_ = f"quantile {self.threshold_quantile} of {self.threshold} " \
+                                 f"scores on normal validation data ({self.validation_})"
+        return self
+
+    def _train(self, train_set: _WindowSet, val_set: _WindowSet) -> None:
+        with _threads(self.num_threads):
+            self._train_loop(train_set, val_set)
+
+    def _train_loop(self, train_set: _WindowSet, val_set: _WindowSet) -> None:
+        from tqdm.auto import tqdm
+
+        device = torch.device(self.device)
+        rng = np.random.default_rng(self.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = LSTMAutoencoder(self.model_config_).to(device)
+            opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+            best = (float("inf"), None)
+            self.history_: list[dict[str, float]] = []
+            n_batches = -(-len(train_set) // self.batch_size)
+            bar = tqdm(total=self.epochs * n_batches, disable=not self.verbose, unit="batch",
+                       desc="training", leave=True)
+            for epoch in range(self.epochs):
+                model.train()
+                order = rng.permutation(len(train_set))
+                total, count = 0.0, 0
+                for i in range(0, len(order), self.batch_size):
+                    xb = torch.from_numpy(train_set.batch(order[i:i + self.batch_size])).to(device)
+                    recon, _ = model(xb)                                      # (B, T, C)
+                    loss = nn.functional.mse_loss(recon, xb)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # LSTM gradient spikes
+                    opt.step()
+                    total += loss.item() * len(xb)
+                    count += len(xb)
+                    bar.update(1)
+                val_loss = _eval_loss(model, val_set, device)
+                self.history_.append({"epoch": epoch + 1, "train_loss": total / count,
+                                      "val_loss": val_loss})
+                bar.set_postfix(train=f"{total / count:.4f}", val=f"{val_loss:.4f}")
+                if val_loss < best[0]:  # keep the weights of the best validation epoch
+                    best = (val_loss, {k: v.detach().clone() for k, v in
+                                       model.state_dict().items()})
+            bar.close()
+        if best[1] is not None:
+            model.load_state_dict(best[1])
+        model.eval()
+        self.model_ = model
+
+    # ------------------------------------------------------------------ inference core
+    def _run(self, x: np.ndarray, starts: np.ndarray, want_recon: bool = True):
+        """Yield (starts_b, x_b, recon_b, z_b) numpy batches over windows of x (N, C)."""
+        self._fitted()
+        device = torch.device(self.device)
+        self.model_.eval()
+        with torch.no_grad(), _threads(self.num_threads):
+            for s, xb in iter_window_batches(x, starts, self.window, INFER_BATCH):
+                t = torch.from_numpy(xb).to(device)
+                if want_recon:
+                    recon, z = self.model_(t)
+                    yield s, xb, recon.cpu().numpy(), z.cpu().numpy()
+                else:
+                    yield s, xb, None, self.model_.encode(t).cpu().numpy()
+
+    def _point_errors(self, x: np.ndarray, window_errors: list | None = None) -> np.ndarray:
+        """x: (N, C) scaled -> (N, C) mean |x - x'| over the windows covering each point.
+        When `window_errors` is a list, each window's own (T, C) errors are summarised into it
+        as the mean error model score (for level="window")."""
+        acc = ErrorAccumulator(len(x), x.shape[1])
+        for s, xb, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
+            err = np.abs(xb - recon)                                          # (B, T, C)
+            acc.add(s, err)
+            if window_errors is not None:
+                window_errors.append(self._score_errors(err).mean(axis=1))   # (B,)
+        return acc.mean()
+
+    def _sample_errors(self, x: np.ndarray) -> np.ndarray:
+        """x: (n, T, C) scaled samples -> (n, T, C) absolute reconstruction errors."""
+        out = []
+        flat = x.reshape(-1, x.shape[2])
+        starts = np.arange(len(x)) * self.window  # each sample is one window of the flat array
+        for _, xb, recon, _ in self._run(flat, starts):
+            out.append(np.abs(xb - recon))
+        return np.concatenate(out)
+
+    def _score_errors(self, errors: np.ndarray) -> np.ndarray:
+        """(..., C) error vectors -> (...) anomaly scores."""
+        if self.threshold == "gaussian":
+            return self.error_model_.score(errors)
+        return errors.mean(axis=-1)
+
+    def _fit_error_model(self, errors: np.ndarray, refit_model: bool = True) -> None:
+        """errors: (M, C) per-point error vectors of normal data."""
+        if refit_model:
+            self.error_model_ = GaussianErrorModel.fit(errors)
+        self.threshold_ = quantile_threshold(self._score_errors(errors), self.threshold_quantile)
+
+    # ------------------------------------------------------------------ public API
+    def transform(self, X) -> np.ndarray:
+        """Feature vectors: (n_windows, latent_size) for a series (windows every `stride`
+        points, last one flush with the end; see `window_starts`), (n_samples, latent_size)
+        for a (n, T, C) sample array."""
+        kind, x, _ = self._scaled(X)
+        if kind == "samples":
+            flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window
+        else:
+            flat, starts = x, window_starts(len(x), self.window, self.stride)
+        return np.concatenate([z for *_, z in self._run(flat, starts, want_recon=False)])
+
+    def window_starts(self, n: int) -> np.ndarray:
+        """Start index of each row of `transform` for a series of n points."""
+        return window_starts(n, self.window, self.stride)
+
+    def reconstruct(self, X) -> np.ndarray:
+        """The reconstruction in original units: (N, C) for a series (mean over the windows
+        covering each point, every `score_stride_`), (n, T, C) for samples. A 1-D input gives
+        a 1-D output."""
+        kind, x, _ = self._scaled(X)
+        if kind == "samples":
+            flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window
+            recon = np.concatenate([r for _, _, r, _ in self._run(flat, starts)])
+            return self.scaler_.inverse(recon)
+        acc = ErrorAccumulator(len(x), x.shape[1])
+        for s, _, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
+            acc.add(s, recon)
+        out = self.scaler_.inverse(acc.mean())
+        return out[:, 0] if np.ndim(X) == 1 and not isinstance(X, str | os.PathLike) else out
+
+    def score_samples(self, X, level: str = "point") -> np.ndarray:
+        """Anomaly scores, higher = more anomalous.
+
+        level="point": (N,) per time point for a series, (n, T) for samples.
+        level="window": (n_windows,) for a series (windows every `score_stride_` points, each
+        scored by the mean score of its own errors), (n,) for samples.
+        """
+        self._fitted()
+        if level not in ("point", "window"):
+            raise ValueError(f"level: expected 'point' or 'window', got {level!r}")
+        kind, x, _ = self._scaled(X)
+        if kind == "samples":
+            scores = self._score_errors(self._sample_errors(x))              # (n, T)
+            return scores if level == "point" else scores.mean(axis=1)
+        per_window: list[np.ndarray] = []
+        point = self._score_errors(self._point_errors(x, per_window))        # (N,)
+        return point if level == "point" else np.concatenate(per_window)
+
+    def predict(self, X) -> np.ndarray:
+        """(N,) bool anomaly flags: score > threshold_ ((n, T) for samples)."""
+        return self.score_samples(X) > self.threshold_
+
+    def detect_events(self, X, min_gap: int | None = None,
+                      scores: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Flagged points merged into inclusive (start, end) index intervals. Events fewer than
+        `min_gap` points apart are merged (default window // 2; 0 = only touching points).
+        `scores` reuses already computed point scores of X."""
+        s = self.score_samples(X) if scores is None else scores
+        if s.ndim != 1:
+            raise ValueError("detect_events: expects a single series, not samples")
+        gap = self.window // 2 if min_gap is None else int(min_gap)
+        return flags_to_events(s > self.threshold_, gap)
+
+    def fit_threshold(self, X_normal, refit_error_model: bool = True) -> SeriesAutoencoder:
+        """Recompute the threshold (and by default the error model) from normal data only."""
+        kind, x, _ = self._scaled(X_normal)
+        errors = self._sample_errors(x).reshape(-1, x.shape[-1]) if kind == "samples" \
+            else self._point_errors(x)
+        self._fit_error_model(errors, refit_error_model)
+        self.threshold_source_ = f"quantile {self.threshold_quantile} of {self.threshold} " \
+                                 f"scores on normal data given to fit_threshold ({len(errors)} " \
+                                 f"points)"
+        return self
+
+    def calibrate_threshold(self, X, labels) -> float:
+        """LABELLED calibration: set threshold_ to the best point-F1 threshold on (X, labels).
+        This uses ground truth; `threshold_source_` says so. Returns that F1."""
+        scores = self.score_samples(X)
+        thr, f1 = calibrated_threshold(scores.ravel(), np.asarray(labels).ravel())
+        self.threshold_ = thr
+        self.threshold_source_ = f"LABELLED calibration: best point F1 ({f1:.3f}) on " \
+                                 f"{scores.size} labelled points"
+        return f1
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write model.safetensors and config.json (last, so a directory with a config.json
+        always has complete weights) into `directory`."""
+        self._fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_safetensors_atomic(self.model_.state_dict(), d / "model.safetensors")
+        params = self.get_params()
+        params["device"] = "cpu"
+        config = {
+            "format": FORMAT,
+            "params": params,
+            "model": vars(self.model_config_),
+            "input_kind": self.input_kind_,
+            "columns": self.columns_,
+            "columns_from_names": self.columns_from_names_,
+            "timestamp_name": self.timestamp_name_,
+            "n_features": self.n_features_,
+            "window": self.window,
+            "scaler": self.scaler_.to_dict(),
+            "error_model": self.error_model_.to_dict(),
+            "threshold": self.threshold_,
+            "threshold_source": self.threshold_source_,
+            "validation": self.validation_,
+            "history": self.history_,
+        }
+        write_json_atomic(d / "config.json", config)
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], device: str = "cpu") -> SeriesAutoencoder:
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        cfg_path, weights = d / "config.json", d / "model.safetensors"
+        for p in (cfg_path, weights):
+            if not p.is_file():
+                raise UserError(f"{d}: not a saved SeriesAutoencoder (missing {p.name})")
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise UserError(f"{cfg_path}: not valid JSON ({err})") from None
+        if config.get("format") != FORMAT:
+            raise UserError(f"{cfg_path}: format {config.get('format')!r}, expected {FORMAT!r}")
+        params = dict(config["params"], device=device)
+        est = cls(**params)
+        est.model_config_ = AutoencoderConfig(**config["model"])
+        model = LSTMAutoencoder(est.model_config_)
+        model.load_state_dict(load_file(str(weights)))
+        est.model_ = model.to(torch.device(device)).eval()
+        est.input_kind_ = config["input_kind"]
+        est.columns_ = list(config["columns"])
+        est.columns_from_names_ = bool(config["columns_from_names"])
+        est.timestamp_name_ = config["timestamp_name"]
+        est.n_features_ = int(config["n_features"])
+        est.scaler_ = Scaler.from_dict(config["scaler"])
+        est.error_model_ = GaussianErrorModel.from_dict(config["error_model"])
+        est.threshold_ = float(config["threshold"])
+        est.threshold_source_ = config["threshold_source"]
+        est.validation_ = config["validation"]
+        est.history_ = config["history"]
+        return est
+
+
+class _WindowSet:
+    """Training windows without materialising them: x (N, C) + window starts."""
+
+    def __init__(self, x: np.ndarray, starts: np.ndarray, window: int):
+        self.x, self.starts, self.window = x, starts, window
+        self._view = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)  # (., C, T)
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray) -> _WindowSet:
+        n, T, C = samples.shape
+        ws = cls(np.ascontiguousarray(samples.reshape(n * T, C)), np.arange(n) * T, T)
+        ws.x = samples  # keep the (n, T, C) form for sample-level error fitting
+        return ws
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, idx: np.ndarray) -> np.ndarray:
+        """(B, T, C) float32 copy of the windows idx."""
+        return np.ascontiguousarray(self._view[self.starts[idx]].transpose(0, 2, 1),
+                                    dtype=np.float32)
+
+
+def _eval_loss(model: LSTMAutoencoder, ws: _WindowSet, device: torch.device) -> float:
+    """Mean squared reconstruction error (eval mode: free-running decoder) over ws."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(ws), INFER_BATCH):
+            xb = torch.from_numpy(ws.batch(np.arange(i, min(i + INFER_BATCH, len(ws))))).to(device)
+            recon, _ = model(xb)
+            total += float(nn.functional.mse_loss(recon, xb, reduction="sum"))
+            count += xb.numel()
+    return total / max(count, 1)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run with n torch threads (None: leave torch's setting), restoring it afterwards. The
+    small recurrent matmuls of this model are often fastest on 1 thread, and far more so when
+    other processes share the cores (see docs/cpu notes)."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header fields of a CSV (empty list if the file is missing or empty)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.reader(f):
+                if row and any(c.strip() for c in row):
+                    return [c.strip() for c in row]
+    except OSError:
+        return []
+    return []
+
+
+__all__ = ["SeriesAutoencoder", "parse_columns"]
