@@ -204,14 +204,30 @@ def test_additive_chunked_and_fast_tanh_at_realistic_size(monkeypatch):
     # gradients of the chunked, recomputing backward vs autograd through the float64 formula
     g = torch.randn_like(ctx)
     (ctx * g).sum().backward()
-    attn64 = build_attention("additive", 32, 24, attn_dim=512).double()
-    attn64.load_state_dict(attn.state_dict())
-    q64, k64, v64 = q.detach().double().requires_grad_(True), k.double(), v.double()
-    ctx64, _ = attn64(q64, k64, v64, mask)
-    (ctx64 * g.double()).sum().backward()
-    torch.testing.assert_close(q.grad.double(), q64.grad, atol=1e-5, rtol=1e-4)
-    for (name, p), p64 in zip(attn.named_parameters(), attn64.parameters(), strict=True):
-        torch.testing.assert_close(p.grad.double(), p64.grad, atol=1e-5, rtol=1e-4, msg=name)
+    Wq, Wk, v64 = (p.detach().double().requires_grad_(True) for p in
+                   (attn.query_layer.weight, attn.key_layer.weight, attn.energy_layer.weight[0]))
+    q64 = q.detach().double().requires_grad_(True)
+    s64 = torch.tanh((q64 @ Wq.T)[:, :, None, :] + (k.double() @ Wk.T)[:, None, :, :]) @ v64
+    w64 = torch.softmax(s64.masked_fill(~mask[:, None, :], -math.inf), -1)
+    ((w64 @ v.double()) * g.double()).sum().backward()
+    for got, ref in ((q.grad, q64.grad), (attn.query_layer.weight.grad, Wq.grad),
+                     (attn.key_layer.weight.grad, Wk.grad),
+                     (attn.energy_layer.weight.grad[0], v64.grad)):
+        torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 4 * 2, 1 << 20])
+def test_additive_scores_function_gradcheck(monkeypatch, chunk_elements):
+    """The chunked, recomputing backward: one step per chunk, 2 steps (last partial), all."""
+    monkeypatch.setattr(attention_mod, "ADDITIVE_CHUNK_ELEMENTS", chunk_elements)
+    g = torch.Generator().manual_seed(3)
+    pq = torch.randn(2, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    pk = torch.randn(2, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    v = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
+    fn = attention_mod._AdditiveScores.apply
+    expected = torch.tanh(pq[:, :, None] + pk[:, None]) @ v
+    torch.testing.assert_close(fn(pq, pk, v), expected, atol=1e-14, rtol=0)
+    assert torch.autograd.gradcheck(fn, (pq, pk, v))
 
 
 def _torch_mha(E, heads, kdim, vdim, batch_first, seed=0, bias=True):
@@ -316,7 +332,7 @@ def test_gradcheck_float64(kind):
                                           (q, k, v, mask))
 
     ps = [p.detach().clone().requires_grad_(True) for p in attn.parameters()]
-    assert torch.autograd.gradcheck(g, (*inputs, *ps), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(g, (*inputs, *ps), eps=1e-6, atol=1e-7, fast_mode=True)
     # step form too, through a precomputed cache
     assert torch.autograd.gradcheck(lambda q, k, v: attn(q, k, v, mask, attn.precompute(k))[0],
                                     (q[:, 0].detach().requires_grad_(True), k, v))
