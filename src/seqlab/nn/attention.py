@@ -671,8 +671,17 @@ class MultiHeadAttention(Attention):
                 f"values: expected shape ({keys.shape[0]}, {keys.shape[1]}, {self.value_dim}), "
                 f"got {_shape(values)}"
             )
-        K = self._split_heads(self._proj(keys, 1))  # (B, h, S, d)
-        V = self._split_heads(self._proj(values, 2))  # (B, h, S, d)
+        if self.packed and _same_tensor(values, keys):
+            # keys are the values (encoder outputs): one matmul with the stacked [W_k; W_v]
+            B, S, _ = keys.shape
+            A, h, d = self.attn_dim, self.num_heads, self.head_dim
+            b = None if self.in_proj_bias is None else self.in_proj_bias[A:]
+            kv = F.linear(keys, self.in_proj_weight[A:], b)  # (B, S, 2A)
+            kv = kv.view(B, S, 2, h, d).permute(2, 0, 3, 1, 4).contiguous()  # (2, B, h, S, d)
+            K, V = kv[0], kv[1]
+        else:
+            K = self._split_heads(self._proj(keys, 1))  # (B, h, S, d)
+            V = self._split_heads(self._proj(values, 2))  # (B, h, S, d)
         return AttentionCache(keys=K, values=V, values_from_keys=from_keys)
 
     def forward(
