@@ -309,6 +309,8 @@ def parse_args() -> argparse.Namespace:
                     help="auto: a short training with 1 and 2 threads picks the faster")
     ap.add_argument("--calib-seconds", type=float, default=60.0,
                     help="training seconds per thread setting in the Joey calibration")
+    ap.add_argument("--joey-lr", type=float, default=JoeySettings.lr,
+                    help="Joey's (constant) Adam learning rate; default = seqlab's peak lr")
     ap.add_argument("--seqlab-threads", type=int, default=2)
     ap.add_argument("--train-limit", type=int, default=None,
                     help="use a seeded random sample of this many training pairs (smoke runs)")
@@ -409,7 +411,7 @@ def main() -> None:
           f"dev {len(corpus.dev)}, test {len(corpus.test)}; shared sentencepiece "
           f"{tok.src.vocab_size} pieces ({tok_seconds:.0f} s)", flush=True)
 
-    settings = JoeySettings(seed=args.seed)
+    settings = JoeySettings(seed=args.seed, lr=args.joey_lr)
     common = dict(src_lang=args.src, tgt_lang=args.tgt, spm_model=spm_model,
                   vocab_file=jdata / "vocab.txt")
     jwork = work / "joey"
