@@ -1,0 +1,122 @@
+"""seqlab.nn.LSTM vs torch.nn.LSTM, same weights, same process, interleaved rounds.
+
+Three contenders per shape: torch.nn.LSTM, seqlab LSTM (fast path: the fused kernel) and
+seqlab LSTM with gate recording (the explicit gate loop, return_gates=True). Each is timed for
+forward (inference, no_grad) and forward+backward (sum of outputs). Rounds are interleaved so
+load from other processes hits all contenders alike; we report medians and ratios:
+
+    throughput ratio = median time of torch.nn.LSTM / median time of the contender
+    (goal: >= 0.95 for the fast path; gate recording within 3x the time, i.e. ratio >= 0.33)
+
+Usage: python benchmarks/bench_lstm.py [--rounds 15] [--out benchmarks/results/lstm_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from seqlab.io import write_json_atomic
+from seqlab.nn import LSTM
+
+SHAPES = [  # (B, T, I, H)
+    (64, 100, 1, 64),
+    (64, 30, 256, 512),
+]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def make_runners(B: int, T: int, I: int, H: int, seed: int = 0
+                 ) -> dict[str, Callable[[bool], None]]:
+    torch.manual_seed(seed)
+    ref = torch.nn.LSTM(I, H)
+    ours = LSTM(I, H)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, I)
+
+    def run(module: torch.nn.Module, gates: bool) -> Callable[[bool], None]:
+        def step(backward: bool) -> None:
+            module.zero_grad(set_to_none=True)
+            with torch.set_grad_enabled(backward):
+                res = module(x, return_gates=True) if gates else module(x)
+                if backward:
+                    res[0].sum().backward()
+        return step
+
+    return {"torch.nn.LSTM": run(ref, False), "seqlab fast": run(ours, False),
+            "seqlab gates": run(ours, True)}
+
+
+def bench(rounds: int) -> list[dict]:
+    rows = []
+    for B, T, I, H in SHAPES:
+        runners = make_runners(B, T, I, H)
+        for backward in (False, True):
+            times: dict[str, list[float]] = {k: [] for k in runners}
+            for fn in runners.values():  # warm-up
+                fn(backward)
+            for _ in range(rounds):
+                for name, fn in runners.items():
+                    t0 = time.perf_counter()
+                    fn(backward)
+                    times[name].append(time.perf_counter() - t0)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            base = med["torch.nn.LSTM"]
+            for name, t in med.items():
+                rows.append({"B": B, "T": T, "I": I, "H": H,
+                             "mode": "forward+backward" if backward else "forward",
+                             "contender": name, "median_ms": round(t * 1e3, 3),
+                             "throughput_ratio": round(base / t, 3),
+                             "time_ratio": round(t / base, 3)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--out", default="benchmarks/results/lstm_cpu.json")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = bench(args.rounds)
+    print(f"{'shape (B,T,I,H)':<18} {'mode':<17} {'contender':<14} {'median ms':>10} "
+          f"{'throughput/nn.LSTM':>19}")
+    for r in rows:
+        shape = f"{r['B']},{r['T']},{r['I']},{r['H']}"
+        print(f"{shape:<18} {r['mode']:<17} {r['contender']:<14} {r['median_ms']:>10.2f} "
+              f"{r['throughput_ratio']:>19.3f}")
+    write_json_atomic(args.out, {
+        "benchmark": "lstm",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "dtype": "float32",
+        "rounds": args.rounds,
+        "goals": {"fast_throughput_ratio_min": 0.95, "gates_time_ratio_max": 3.0},
+        "results": rows,
+    })
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
