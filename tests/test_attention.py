@@ -216,6 +216,21 @@ def test_additive_chunked_and_fast_tanh_at_realistic_size(monkeypatch):
         torch.testing.assert_close(got.double(), ref, atol=1e-5, rtol=1e-4)
 
 
+def test_additive_inference_mode_then_training():
+    """The reused chunk buffer works across inference_mode, no_grad and grad mode."""
+    attn = build_attention("additive", 4, 4, attn_dim=8)
+    q, k, v = _tensors(2, 3, 5, 4, 4, 4, seed=9)
+    with torch.inference_mode():
+        ref, _ = attn(q, k, v)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(q, k, v)[0], ref)
+    out, _ = attn(q.requires_grad_(True), k, v)
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), ref)
+    with torch.inference_mode():
+        torch.testing.assert_close(attn(q, k, v)[0], ref)
+
+
 @pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 4 * 2, 1 << 20])
 def test_additive_scores_function_gradcheck(monkeypatch, chunk_elements):
     """The chunked, recomputing backward: one step per chunk, 2 steps (last partial), all."""

@@ -387,7 +387,8 @@ def _chunk_buffer(like: Tensor, shape: tuple[int, ...]) -> Tensor:
     numel = math.prod(shape)
     if numel * like.element_size() > _WORKSPACE_MAX_BYTES:
         return like.new_empty(shape)
-    key = (like.dtype, like.device)
+    # a buffer made under inference_mode cannot be written outside it: one buffer per mode
+    key = (like.dtype, like.device, torch.is_inference_mode_enabled())
     buf = getattr(_workspace, "buffers", {}).get(key)
     if buf is None or buf.numel() < numel:
         buf = like.new_empty(numel)
