@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import inspect
 import json
 import os
@@ -150,16 +151,18 @@ class SeriesAutoencoder:
                                             lambda r, i=i: f"X: sample {i} step {r}")
                                for i, s in enumerate(arr)]) if not np.isfinite(arr).all() else arr
             return "samples", filled, None
-        data = self._read(X, fitting)
+        data = as_series(X, columns=self.columns) if fitting else self.read_data(X)
         values = fill_missing(data.values, self.missing, data.columns, data.location)
         if len(values) < self.window:
             raise UserError(f"{data.source}: series has {len(values)} points, shorter than the "
                             f"window ({self.window})")
         return "series", values, data
 
-    def _read(self, X, fitting: bool) -> SeriesData:
-        if fitting:
-            return as_series(X, columns=self.columns)
+    def read_data(self, X, extra_columns: tuple[str, ...] | list[str] = ()) -> SeriesData:
+        """Read a series for this fitted model: the model's columns (by name when it was
+        trained on named columns), with a clear error when the data does not match.
+        extra_columns: CSV columns to return in `.extra` (e.g. labels)."""
+        self._fitted()
         if isinstance(X, str | os.PathLike):
             path = Path(X)
             header = _csv_header(path)
@@ -169,7 +172,8 @@ class SeriesAutoencoder:
                                 f"{', '.join(self.columns_)}; missing here: {', '.join(missing)}"
                                 f" (file has {', '.join(header)})")
             data = read_series_csv(path,
-                                   columns=self.columns_ if self.columns_from_names_ else None)
+                                   columns=self.columns_ if self.columns_from_names_ else None,
+                                   extra_columns=extra_columns)
         elif isinstance(X, pd.DataFrame) and self.columns_from_names_:
             names = [str(c) for c in X.columns]
             missing = [c for c in self.columns_ if c not in names]
@@ -177,6 +181,14 @@ class SeriesAutoencoder:
                 raise UserError(f"DataFrame: the model was trained on columns "
                                 f"{', '.join(self.columns_)}; missing here: {', '.join(missing)}")
             data = as_series(X, columns=self.columns_)
+        elif isinstance(X, SeriesData) and self.columns_from_names_ \
+                and X.columns != self.columns_:
+            missing = [c for c in self.columns_ if c not in X.columns]
+            if missing:
+                raise UserError(f"{X.source}: the model was trained on columns "
+                                f"{', '.join(self.columns_)}; missing here: {', '.join(missing)}")
+            idx = [X.columns.index(c) for c in self.columns_]
+            data = dataclasses.replace(X, values=X.values[:, idx], columns=list(self.columns_))
         else:
             data = as_series(X)
         if data.values.shape[1] != self.n_features_:

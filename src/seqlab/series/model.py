@@ -23,10 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-try:
-    from seqlab.nn import LSTM
-except ImportError:  # TEMPORARY until seqlab.nn.LSTM lands
-    from torch.nn import LSTM
+from seqlab.nn import LSTM
 
 DECODER_INPUTS = ("latent", "teacher")
 

@@ -1,0 +1,229 @@
+"""`seqlab series`: fit the LSTM autoencoder on a CSV series, score new data, embed windows.
+
+    seqlab series fit data.csv --columns a,b --window 64 --out RUN [--epochs 20 ...]
+    seqlab series score RUN new.csv -o scores.csv --events events.csv --plot anomalies.png
+    seqlab series embed RUN data.csv -o embeddings.csv [--plot embeddings.png]
+
+Every file is written atomically (seqlab.io); bad input is one line on stderr and exit code 2,
+with nothing written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from seqlab.errors import UserError
+from seqlab.io import atomic_path, save_figure_atomic
+
+
+class _SeriesGroup(click.Group):
+    """UserError -> one line on stderr, exit 2 (also when the group is invoked on its own)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_SeriesGroup)
+def series() -> None:
+    """LSTM autoencoder for time series: reconstructions, embeddings, anomalies."""
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _check_outputs(*paths: Path | None) -> None:
+    """Fail before any work if an output cannot be written (missing parent is created)."""
+    for p in paths:
+        if p is not None and p.exists() and p.is_dir():
+            raise UserError(f"{p}: is a directory, expected a file path")
+
+
+@series.command("fit")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Run directory for model.safetensors + config.json.")
+@click.option("--columns", default=None, help="Value columns, comma-separated (default: all "
+              "numeric columns except the timestamp).")
+@click.option("--timestamp", default="auto", show_default=True,
+              help="Timestamp column name, 'auto' (detect) or 'none'.")
+@click.option("--window", default=64, show_default=True, type=click.IntRange(2))
+@click.option("--stride", default=1, show_default=True, type=click.IntRange(1),
+              help="Step between training windows.")
+@click.option("--score-stride", default=None, type=click.IntRange(1),
+              help="Step between scoring windows [default: window // 16].")
+@click.option("--hidden-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--latent-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--num-layers", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--dropout", default=0.0, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True))
+@click.option("--reverse/--no-reverse", "reverse_target", default=True, show_default=True,
+              help="Rebuild the window last step first (Srivastava 2015).")
+@click.option("--decoder-input", default="latent", show_default=True,
+              type=click.Choice(["latent", "teacher"]))
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--val-fraction", default=0.1, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True))
+@click.option("--threshold", default="gaussian", show_default=True,
+              type=click.Choice(["gaussian", "quantile"]))
+@click.option("--quantile", "threshold_quantile", default=0.995, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--missing", default="interpolate", show_default=True,
+              type=click.Choice(["interpolate", "error"]))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="torch threads [default: torch's]; 1 is often fastest for small models.")
+def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, window: int,
+            stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
+            num_layers: int, dropout: float, reverse_target: bool, decoder_input: str,
+            epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
+            threshold_quantile: float, missing: str, seed: int, threads: int | None) -> None:
+    """Train on DATA (a CSV of normal behaviour) and save the model to --out."""
+    from seqlab.series.estimator import SeriesAutoencoder
+    from seqlab.series.io import read_series_csv
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
+    ts = None if timestamp.lower() == "none" else timestamp
+    series_data = read_series_csv(data, columns=columns, timestamp=ts)
+    est = SeriesAutoencoder(
+        window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
+        num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
+        decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
+        val_fraction=val_fraction, threshold=threshold, threshold_quantile=threshold_quantile,
+        missing=missing, seed=seed, verbose=True, score_stride=score_stride,
+        num_threads=threads)
+    est.fit(series_data)
+    est.save(out_dir)
+    last = est.history_[-1]
+    best = min(h["val_loss"] for h in est.history_)
+    click.echo(f"trained on {len(series_data.values)} points x {len(est.columns_)} column(s) "
+               f"({', '.join(est.columns_)}); final train loss {last['train_loss']:.4g}, "
+               f"best val loss {best:.4g} ({est.validation_})")
+    click.echo(f"threshold {est.threshold_:.4g}: {est.threshold_source_}")
+    click.echo(f"saved {out_dir}/model.safetensors and {out_dir}/config.json")
+
+
+def _load_for(run: Path, data: Path, label_column: str | None = None):
+    from seqlab.series.estimator import SeriesAutoencoder
+
+    est = SeriesAutoencoder.load(run)
+    series_data = est.read_data(data, extra_columns=[label_column] if label_column else [])
+    if label_column and label_column in series_data.columns:
+        raise UserError(f"{data}: label column {label_column!r} is one of the model's inputs")
+    return est, series_data
+
+
+@series.command("score")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Scores CSV: timestamp (if any), value columns, score, is_anomaly.")
+@click.option("--events", "events_path", default=None, type=click.Path(path_type=Path),
+              help="Events CSV: start, end, start_index, end_index, peak_score.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+              help="Picture of the series, the score and the events (.png/.svg/.pdf).")
+@click.option("--min-gap", default=None, type=click.IntRange(0),
+              help="Merge events fewer than this many points apart [default: window // 2].")
+@click.option("--label-column", default=None,
+              help="0/1 column of known anomalies in DATA: shaded in the plot, not scored.")
+def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
+              plot_path: Path | None, min_gap: int | None, label_column: str | None) -> None:
+    """Score DATA with the model in RUN: per-point anomaly scores, flags and events."""
+    from seqlab.series.plots import plot_anomalies
+    from seqlab.series.scoring import event_peaks
+
+    _check_outputs(output, events_path, plot_path)
+    est, sd = _load_for(run, data, label_column)
+    scores = est.score_samples(sd)                                           # (N,)
+    flags = scores > est.threshold_
+    events = est.detect_events(sd, min_gap=min_gap, scores=scores)
+    frame = pd.DataFrame({c: sd.values[:, j] for j, c in enumerate(sd.columns)})
+    if sd.timestamps is not None:
+        frame.insert(0, sd.timestamp_name or "timestamp", sd.timestamps)
+    frame["score"] = scores
+    frame["is_anomaly"] = flags.astype(int)
+    # Everything is computed before the first file is written.
+    fig = None
+    if plot_path is not None:
+        labels = sd.extra[label_column] > 0 if label_column else None
+        fig = plot_anomalies(sd.values, scores, est.threshold_, events, sd.columns,
+                             timestamps=sd.timestamps, labels=labels,
+                             title=f"{data.name}: {len(events)} event(s), "
+                                   f"{int(flags.sum())} flagged point(s)")
+    _write_csv(frame, output)
+    if events_path is not None:
+        ev = pd.DataFrame({
+            "start": [sd.timestamps[s] if sd.timestamps is not None else s for s, _ in events],
+            "end": [sd.timestamps[e] if sd.timestamps is not None else e for _, e in events],
+            "start_index": [s for s, _ in events], "end_index": [e for _, e in events],
+            "peak_score": event_peaks(events, scores)},
+            columns=["start", "end", "start_index", "end_index", "peak_score"])
+        _write_csv(ev, events_path)
+    if fig is not None:
+        save_figure_atomic(fig, plot_path, dpi=110)
+    click.echo(f"{len(scores)} points scored, {int(flags.sum())} above the threshold "
+               f"{est.threshold_:.4g}, {len(events)} event(s); wrote {output}"
+               + (f", {events_path}" if events_path else "")
+               + (f", {plot_path}" if plot_path else ""))
+
+
+@series.command("embed")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Embeddings CSV: start, end (timestamps if any), start_index, end_index, "
+                   "z0..z{latent-1}.")
+@click.option("--stride", default=None, type=click.IntRange(1),
+              help="Step between windows [default: the model's training stride].")
+@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+              help="2-D PCA projection of the embeddings.")
+@click.option("--label-column", default=None,
+              help="Column of classes in DATA: a window's class is its last point's class; "
+                   "colours the plot and is written to the CSV.")
+def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path: Path | None,
+              label_column: str | None) -> None:
+    """Feature vectors (the autoencoder's latent) of the windows of DATA."""
+    from seqlab.series.plots import plot_embeddings
+
+    _check_outputs(output, plot_path)
+    est, sd = _load_for(run, data, label_column)
+    if stride is not None:
+        est.stride = stride
+    Z = est.transform(sd)                                                    # (W, latent)
+    starts = est.window_starts(len(sd.values))
+    ends = starts + est.window - 1
+    frame = pd.DataFrame(Z, columns=[f"z{k}" for k in range(Z.shape[1])])
+    frame.insert(0, "end_index", ends)
+    frame.insert(0, "start_index", starts)
+    if sd.timestamps is not None:
+        frame.insert(0, "end", sd.timestamps[ends])
+        frame.insert(0, "start", sd.timestamps[starts])
+    labels = None
+    if label_column:
+        labels = sd.extra[label_column][ends]
+        if np.isfinite(labels).all() and (labels == np.round(labels)).all():
+            labels = labels.astype(np.int64)  # class ids, not 0.0/1.0
+        frame["label"] = labels
+    fig = plot_embeddings(Z, labels, title=f"{data.name}: {len(Z)} window embeddings") \
+        if plot_path is not None else None
+    _write_csv(frame, output)
+    if fig is not None:
+        save_figure_atomic(fig, plot_path, dpi=110)
+    click.echo(f"{len(Z)} windows x {Z.shape[1]} features; wrote {output}"
+               + (f", {plot_path}" if plot_path else ""))
+
+
+__all__ = ["series"]

@@ -1,0 +1,144 @@
+"""`seqlab series fit/score/embed` on CSV files written here; every bad input gives one line on
+stderr, exit code 2 and no output file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from seqlab.cli import main
+
+FIT_FAST = ["--window", "16", "--hidden-size", "16", "--latent-size", "8", "--epochs", "3",
+            "--threads", "1"]
+
+
+def _series_frame(n, seed=0, spike=None):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    a = np.sin(2 * np.pi * t / 20) + 0.05 * rng.standard_normal(n)
+    b = np.cos(2 * np.pi * t / 20) + 0.05 * rng.standard_normal(n)
+    label = np.zeros(n, dtype=int)
+    if spike is not None:
+        a[spike] += 3.0
+        label[spike] = 1
+    return pd.DataFrame({"time": pd.date_range("2024-01-01", periods=n, freq="min").astype(str),
+                         "a": a, "b": b, "label": label})
+
+
+def _run(*args):
+    return CliRunner().invoke(main, ["series", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("series_cli")
+    _series_frame(400).to_csv(d / "train.csv", index=False)
+    res = _run("fit", d / "train.csv", "--columns", "a,b", "--out", d / "RUN", *FIT_FAST)
+    assert res.exit_code == 0, res.output
+    return d
+
+
+def test_fit_writes_model_and_config(run_dir):
+    cfg = json.loads((run_dir / "RUN" / "config.json").read_text())
+    assert cfg["columns"] == ["a", "b"] and cfg["window"] == 16
+    assert cfg["timestamp_name"] == "time"
+    assert (run_dir / "RUN" / "model.safetensors").stat().st_size > 0
+    assert "threshold" in cfg and "normal validation data" in cfg["threshold_source"]
+
+
+def test_score_writes_scores_events_and_plot(run_dir):
+    _series_frame(300, seed=1, spike=150).to_csv(run_dir / "new.csv", index=False)
+    out, ev, png = run_dir / "scores.csv", run_dir / "events.csv", run_dir / "an.png"
+    res = _run("score", run_dir / "RUN", run_dir / "new.csv", "-o", out, "--events", ev,
+               "--plot", png, "--label-column", "label")
+    assert res.exit_code == 0, res.output
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["time", "a", "b", "score", "is_anomaly"]
+    assert len(scores) == 300
+    assert scores["is_anomaly"].tolist() == (scores["score"] > json.loads(
+        (run_dir / "RUN" / "config.json").read_text())["threshold"]).astype(int).tolist()
+    events = pd.read_csv(ev)
+    assert list(events.columns) == ["start", "end", "start_index", "end_index", "peak_score"]
+    for _, e in events.iterrows():
+        assert scores["is_anomaly"][e.start_index] == 1 and e.start == scores["time"][e.start_index]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_embed_writes_one_row_per_window(run_dir):
+    out = run_dir / "emb.csv"
+    res = _run("embed", run_dir / "RUN", run_dir / "train.csv", "-o", out, "--stride", "8",
+               "--plot", run_dir / "emb.png", "--label-column", "label")
+    assert res.exit_code == 0, res.output
+    emb = pd.read_csv(out)
+    assert list(emb.columns[:4]) == ["start", "end", "start_index", "end_index"]
+    assert [c for c in emb.columns if c.startswith("z")] == [f"z{k}" for k in range(8)]
+    assert emb["start_index"].tolist() == list(range(0, 400 - 16 + 1, 8))
+    assert (run_dir / "emb.png").stat().st_size > 0
+
+
+def _assert_clean_failure(res, match, *paths):
+    assert res.exit_code == 2, res.output
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], res.output
+    assert "Traceback" not in res.output
+    for p in paths:
+        assert not p.exists(), p
+        # no temporary leftovers next to it either
+        assert not [q for q in p.parent.glob(f".{p.name}.*")], list(p.parent.iterdir())
+
+
+BAD_FITS = [
+    ("a,b\n" + "1,2\n" * 3 + "3,4,5\n" + "1,2\n" * 40, "line 5: expected 2 fields", None),
+    ("a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(20)) + "7,oops\n", "line 22: column 'b':"
+     " not a number: 'oops'", None),
+    ("a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(40)) + "1,nan\n" + "1,2\n" * 10,
+     "line 42: column 'b': NaN/empty value", ["--missing", "error"]),
+    ("a,b\n" + "".join(f"{i},{i % 7}\n" for i in range(40)) + "1,inf\n" + "1,2\n" * 10,
+     "line 42: column 'b': infinite value", ["--missing", "error"]),
+    ("a,b\n" + "".join(f"{i},5\n" for i in range(60)), "column 'b' is constant", None),
+    ("a,b\n" + "".join(f"{i},{i % 3}\n" for i in range(10)), "10 points, shorter than the "
+     "window (16)", None),
+    ("a,b\n1,2\n", "unknown column 'c'; available columns: a, b", ["--columns", "a,c"]),
+    ("", "empty file", None),
+]
+
+
+@pytest.mark.parametrize("text, match, extra", BAD_FITS)
+def test_fit_bad_input(tmp_path, text, match, extra):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    res = _run("fit", p, "--out", tmp_path / "RUN", *FIT_FAST, *(extra or []))
+    _assert_clean_failure(res, match, tmp_path / "RUN")
+    assert str(p) in res.output or match.startswith("unknown")
+
+
+def test_score_with_other_columns_is_a_clear_error(run_dir, tmp_path):
+    df = _series_frame(100).rename(columns={"b": "bb"})
+    df.to_csv(tmp_path / "other.csv", index=False)
+    out = tmp_path / "s.csv"
+    res = _run("score", run_dir / "RUN", tmp_path / "other.csv", "-o", out, "--plot",
+               tmp_path / "p.png")
+    _assert_clean_failure(res, "trained on columns a, b; missing here: b", out,
+                          tmp_path / "p.png")
+
+
+def test_score_shorter_than_window_and_missing_run(run_dir, tmp_path):
+    _series_frame(10).to_csv(tmp_path / "short.csv", index=False)
+    out = tmp_path / "s.csv"
+    res = _run("score", run_dir / "RUN", tmp_path / "short.csv", "-o", out)
+    _assert_clean_failure(res, "10 points, shorter than the window (16)", out)
+    res = _run("score", tmp_path / "nope", tmp_path / "short.csv", "-o", out)
+    _assert_clean_failure(res, "not a saved SeriesAutoencoder", out)
+
+
+def test_failed_score_keeps_a_previous_output_intact(run_dir, tmp_path):
+    out = tmp_path / "s.csv"
+    out.write_text("previous\n")
+    (tmp_path / "bad.csv").write_text("time,a,b\n1,2\n")
+    res = _run("score", run_dir / "RUN", tmp_path / "bad.csv", "-o", out)
+    assert res.exit_code == 2 and "line 2: expected 3 fields" in res.output
+    assert out.read_text() == "previous\n"
