@@ -148,6 +148,9 @@ def train_flops_per_target_token(model_cfg: dict[str, Any], src_lens: Sequence[i
     FLOPs per MAC: FLOPs = 6 * MACs. Summed over the training set and divided by the number of
     target positions. Element-wise work (gates, tanh, softmax, loss) and embedding lookups are
     not counted, so the achieved GFLOP/s derived from this is a slight underestimate.
+    Checked against `torch.utils.flop_counter.FlopCounterMode` on seqlab's Seq2Seq (forward +
+    backward, B=16, S=12, T=13): everything but the encoder agrees to 0.1% (the counter does not
+    see the fused LSTM kernel, whose count is the standard 4H(I + H) MACs per step).
     """
     if model_cfg.get("attention", "additive") != "additive":
         raise ValueError("train_flops_per_target_token: only the additive attention is counted")

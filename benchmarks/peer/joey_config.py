@@ -134,7 +134,7 @@ def joey_config(*, name: str, model_dir: Path, train_prefix: Path | None, dev_pr
             "beam_alpha": s.beam_alpha, "eval_metrics": ["bleu"], "max_output_length": -1,
             "sacrebleu_cfg": {"tokenize": "13a"},
         },
-        "model": {
+        "model": {   # initialisation as in Joey's RNN tutorial config, forget-gate bias 1
             "initializer": "xavier_uniform", "bias_initializer": "zeros",
             "embed_initializer": "normal", "embed_init_weight": 0.1,
             "init_rnn_orthogonal": False, "lstm_forget_gate": 1.0,
