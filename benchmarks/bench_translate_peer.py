@@ -99,6 +99,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def git_state() -> dict[str, Any]:
+    """The seqlab commit measured, and whether the working tree had uncommitted changes."""
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty_files": len(git("status", "--porcelain", "--untracked-files=no").splitlines())}
+
+
 def matmul_peak(threads: int, n: int = 1024, seconds: float = 3.0) -> dict[str, float]:
     """float32 (n x n) @ (n x n) in a loop with `threads` threads: GFLOP/s (2 n^3 per matmul).
 
@@ -356,6 +365,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": shlex.join([sys.executable, *sys.argv]),
         "args": vars(args),
+        "git": git_state(),
     }
 
     # 1. machine ------------------------------------------------------------------------------
