@@ -92,32 +92,37 @@ def _scan_csv(path: Path) -> tuple[list[str], np.ndarray]:
     return header, np.asarray(lines, dtype=np.int64)
 
 
-def _is_missing_token(cells: pd.Series) -> np.ndarray:
-    """True where a raw cell is empty or a spelled-out missing value."""
-    s = cells.fillna("").astype(str).str.strip().str.lower()
-    return s.isin(["", "nan", "na", "n/a", "null", "none", "-nan"]).to_numpy()
-
-
-def _to_numeric(raw: pd.Series, name: str, where) -> np.ndarray:
-    """Parse one column of raw strings; non-numeric cells are errors naming their line."""
-    num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(num) & ~_is_missing_token(raw)
+def _to_numeric(col: pd.Series, name: str, where) -> np.ndarray:
+    """One parsed column -> float64; a cell that is neither a number nor a missing-value token
+    (empty, nan, NA, null, ...; pandas' defaults) is an error naming its line."""
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    num = pd.to_numeric(col, errors="coerce")
+    bad = (num.isna() & col.notna()).to_numpy()
     if bad.any():
         i = int(np.argmax(bad))
-        raise UserError(f"{where(i)}: column {name!r}: not a number: {str(raw.iloc[i])!r}")
-    return num
+        raise UserError(f"{where(i)}: column {name!r}: not a number: {str(col.iloc[i])!r}")
+    return num.to_numpy(dtype=np.float64)
 
 
-def _looks_like_timestamps(raw: pd.Series) -> np.ndarray | None:
+def _looks_like_timestamps(col: pd.Series) -> np.ndarray | None:
     """Datetime values if every non-empty cell of a non-numeric column parses as one."""
-    cells = raw[~_is_missing_token(raw)]
-    if cells.empty or pd.to_numeric(cells, errors="coerce").notna().all():
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return None
+    cells = col.dropna()
+    head = cells.iloc[:100]
+    if head.empty or pd.to_numeric(head, errors="coerce").notna().all():
         return None
     try:
-        parsed = pd.to_datetime(raw, errors="raise", format="mixed")
+        pd.to_datetime(head, format="mixed")
     except (ValueError, TypeError, OverflowError):
-        return None
-    return parsed.to_numpy()
+        return None  # cheap rejection before parsing a long column
+    for fmt in (None, "mixed"):  # None: one format inferred from the first cell (fast)
+        try:
+            return pd.to_datetime(col, format=fmt).to_numpy()
+        except (ValueError, TypeError, OverflowError):
+            continue
+    return None
 
 
 def _select(frame_cols: list[str], columns: list[str] | None, ts_name: str | None,
@@ -150,9 +155,9 @@ def read_series_csv(path: str | os.PathLike[str], columns: str | Sequence[str] |
     if path.stat().st_size == 0:
         raise UserError(f"{path}: empty file (expected a header line and data rows)")
     header, lines = _scan_csv(path)
-    # Everything as strings first, so that bad cells can be reported with their line.
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True,
-                      skipinitialspace=True)
+    # pandas' C parser gives numeric columns directly; a column with a bad cell comes back as
+    # strings, and only that column is examined cell by cell to name the line.
+    raw = pd.read_csv(path, skip_blank_lines=True, skipinitialspace=True, low_memory=False)
     raw.columns = [str(c).strip() for c in raw.columns]
     if len(raw) != len(lines):  # pandas and csv disagree only on exotic quoting
         raise UserError(f"{path}: could not parse the rows consistently; check quoting")

@@ -15,6 +15,22 @@ from seqlab.series.scoring import flags_to_events
 
 EVENT_COLOR = "tab:red"
 LABEL_COLOR = "tab:green"
+MAX_LINE_POINTS = 20_000  # longer lines are drawn as a min/max envelope (same picture, less RAM)
+
+
+def _envelope(x: np.ndarray, y: np.ndarray, max_points: int = MAX_LINE_POINTS
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Decimate a long line to ~max_points, keeping each bucket's min and max so spikes stay
+    visible. x, y: (N,). Returns (M,), (M,)."""
+    n = len(y)
+    if n <= max_points:
+        return x, y
+    k = -(-2 * n // max_points)                       # points per bucket
+    m = n // k * k
+    yb = y[:m].reshape(-1, k)
+    xs = np.repeat(x[:m:k], 2)
+    ys = np.column_stack([yb.min(axis=1), yb.max(axis=1)]).ravel()
+    return np.concatenate([xs, x[m:]]), np.concatenate([ys, y[m:]])
 
 
 def _shade(ax, intervals: Sequence[tuple[int, int]], x: np.ndarray, color: str, alpha: float,
@@ -52,7 +68,7 @@ def plot_anomalies(values: np.ndarray, scores: np.ndarray, threshold: float,
         ax, ax_s = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     names = list(columns) if columns is not None else [str(j) for j in range(C)]
     for j in range(C):
-        ax.plot(x, values[:, j], lw=0.8, label=names[j])
+        ax.plot(*_envelope(x, values[:, j]), lw=0.8, label=names[j])
     label_events = flags_to_events(np.asarray(labels, dtype=bool)) if labels is not None else []
     for a in (ax, ax_s):
         _shade(a, events, x, EVENT_COLOR, 0.30, "detected event" if a is ax else None)
@@ -64,7 +80,7 @@ def plot_anomalies(values: np.ndarray, scores: np.ndarray, threshold: float,
     ax.legend(loc="upper right", fontsize=8, ncol=min(4, C + 3))
     ax.set_ylabel("value")
     ax.set_title(title or f"{len(events)} detected event(s)")
-    ax_s.plot(x, scores, lw=0.8, color="tab:purple", label="anomaly score")
+    ax_s.plot(*_envelope(x, scores), lw=0.8, color="tab:purple", label="anomaly score")
     ax_s.axhline(threshold, color=EVENT_COLOR, ls="--", lw=1, label=f"threshold {threshold:.3g}")
     if np.all(scores > 0) and scores.max() / max(np.median(scores), 1e-12) > 100:
         ax_s.set_yscale("log")  # a single huge peak would flatten everything else
@@ -75,7 +91,7 @@ def plot_anomalies(values: np.ndarray, scores: np.ndarray, threshold: float,
     if zoom:
         z0, z1 = max(0, zoom[0]), min(N - 1, zoom[1])
         for j in range(C):
-            ax_z.plot(x[z0:z1 + 1], values[z0:z1 + 1, j], lw=1.0)
+            ax_z.plot(*_envelope(x[z0:z1 + 1], values[z0:z1 + 1, j]), lw=1.0)
         inside = [(max(s, z0) - z0, min(e, z1) - z0) for s, e in events if s <= z1 and e >= z0]
         lab_in = [(max(s, z0) - z0, min(e, z1) - z0) for s, e in label_events
                   if s <= z1 and e >= z0]
