@@ -180,3 +180,18 @@ def test_bad_input_api():
         SeriesAutoencoder(threshold="max").fit(_sine(100))
     with pytest.raises(ValueError, match="not fitted"):
         SeriesAutoencoder().score_samples(_sine(100))
+
+
+def test_encoder_gates_lead_to_the_embedding(fitted):
+    import torch
+
+    est, x = fitted
+    gates, window = est.encoder_gates(x, start=7)
+    assert gates.f.shape == (1, 1, 1, est.window, est.hidden_size)
+    np.testing.assert_allclose(window, x[7:7 + est.window], rtol=1e-5, atol=1e-5)
+    # the last hidden state, through the latent projection, is transform()'s row for start 7
+    with torch.no_grad():
+        z = est.model_.to_latent(gates.h[-1, 0, 0, -1]).numpy()
+    np.testing.assert_allclose(z, est.transform(x)[7], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="no full window"):
+        est.encoder_gates(x, start=len(x) - 3)

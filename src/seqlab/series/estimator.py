@@ -371,6 +371,23 @@ class SeriesAutoencoder:
             flat, starts = x, window_starts(len(x), self.window, self.stride)
         return np.concatenate([z for *_, z in self._run(flat, starts, want_recon=False)])
 
+    def encoder_gates(self, X, start: int = 0):
+        """The encoder LSTM's gates over one window, for `seqlab gates`-style pictures.
+
+        X: a series (window = points start..start+window-1) or a (n, T, C) sample array
+        (window = sample `start`). Returns (LSTMGates with (L, 1, 1, T, H) fields, the window's
+        values (T, C) in original units).
+        """
+        kind, x, _ = self._scaled(X)
+        win = x[start] if kind == "samples" else x[start:start + self.window]   # (T, C)
+        if start < 0 or len(win) != self.window:
+            raise ValueError(f"start: {start} leaves no full window of {self.window} points")
+        t = torch.from_numpy(np.ascontiguousarray(win[None], dtype=np.float32))
+        t = t.to(torch.device(self.device))
+        with torch.no_grad():
+            _, _, gates = self.model_.encoder(t, return_gates=True)
+        return gates, self.scaler_.inverse(win)
+
     def window_starts(self, n: int) -> np.ndarray:
         """Start index of each row of `transform` for a series of n points."""
         return window_starts(n, self.window, self.stride)
