@@ -1,0 +1,200 @@
+"""The attention LSTM decoder, generic over its "memory".
+
+The decoder writes a token sequence while attending to a memory: any encoder's outputs `(B, S, D)`
+plus a mask `(B, S)` (True = real position). The translator's memory is the bidirectional LSTM's
+outputs over the source subwords; a captioner's memory is a grid of image-region features. The
+same decoder, attention and search (`seqlab.decoding.search`) serve both.
+
+One step, Luong et al. (2015) with Bahdanau-style attention as an option:
+
+    x_t   = [E y_{t-1}; a_{t-1}]              input feeding: the previous attentional vector
+    h_t, c_t = LSTMCell(x_t, (h_{t-1}, c_{t-1}))
+    ctx_t, w_t = attention(h_t, memory, mask)  any kind from seqlab.nn.attention
+    a_t   = tanh(W_c [h_t; ctx_t])             the attentional vector
+    p(y_t) = softmax(W_s dropout(a_t))
+
+The initial state is zeros, or a bridge from a summary vector of the memory
+(`(h_0, c_0) = tanh(W_b s)`; the translator passes the encoder's final states, other users get
+the masked mean of the memory).
+
+Speed (CPU): the embedding half of the cell's input projection is one matmul over all steps, the
+attention's key projection is computed once per memory (`attn.precompute`), and the vocabulary
+projection is one matmul after the loop over the real (non-pad) positions only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqlab.nn.attention import build_attention
+from seqlab.nn.lstm import LSTMCell
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int
+    emb_dim: int = 256
+    hidden_dim: int = 256
+    memory_dim: int = 512          # D: feature size of the memory (e.g. 2 x encoder hidden)
+    attention: str = "additive"    # none | additive | dot | general | scaled_dot | multihead
+    attn_dim: int | None = None    # additive: size of the score MLP (default hidden_dim)
+    num_heads: int = 1             # multihead only
+    input_feeding: bool = True
+    bridge: bool = True            # (h0, c0) = tanh(W s) from a summary vector; False: zeros
+    summary_dim: int | None = None  # size of that summary vector (default memory_dim)
+    dropout: float = 0.2
+    tie_embeddings: bool = False   # output projection shares the target embedding matrix
+    pad_id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DecoderState(NamedTuple):
+    """What changes from step to step; every tensor has the (flattened) batch first."""
+
+    h: Tensor      # (N, H)
+    c: Tensor      # (N, H)
+    feed: Tensor   # (N, H) previous attentional vector (zeros at t=0; unused without feeding)
+
+
+class Memory(NamedTuple):
+    """What stays fixed while decoding: the encoder outputs and the attention's key cache."""
+
+    values: Tensor  # (N, S, D)
+    mask: Tensor    # (N, S) bool, True = real position
+    cache: Any      # attn.precompute(values): key projections, computed once
+
+
+class AttentionDecoder(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        E, H, D = cfg.emb_dim, cfg.hidden_dim, cfg.memory_dim
+        if cfg.tie_embeddings and E != H:
+            raise ValueError(f"tie_embeddings needs emb_dim == hidden_dim, got {E} and {H}")
+        self.embed = nn.Embedding(cfg.vocab_size, E, padding_idx=cfg.pad_id)
+        self.cell = LSTMCell(E + (H if cfg.input_feeding else 0), H)
+        self.attention = build_attention(cfg.attention, H, D, attn_dim=cfg.attn_dim or H,
+                                         num_heads=cfg.num_heads)
+        if cfg.bridge:
+            self.bridge = nn.Linear(cfg.summary_dim or D, 2 * H)
+        ctx_dim = self.attention.context_size(D)         # D (multi-head: its attn_dim)
+        self.combine = nn.Linear(H + ctx_dim, H, bias=False)  # W_c: [h; ctx] -> attentional vec
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(H, cfg.vocab_size)          # W_s
+        if cfg.tie_embeddings:
+            self.out.weight = self.embed.weight
+
+    # ---- memory and initial state ------------------------------------------------------------
+
+    def make_memory(self, values: Tensor, mask: Tensor | None = None) -> Memory:
+        """values: (B, S, D); mask: (B, S) bool or None (all real)."""
+        if values.dim() != 3 or values.size(-1) != self.cfg.memory_dim:
+            raise ValueError(f"memory must be (B, S, {self.cfg.memory_dim}), "
+                             f"got {tuple(values.shape)}")
+        if mask is None:
+            mask = torch.ones(values.shape[:2], dtype=torch.bool, device=values.device)
+        return Memory(values, mask, self.attention.precompute(values, values))
+
+    def init_state(self, memory: Memory, summary: Tensor | None = None) -> DecoderState:
+        """summary: (B, summary_dim), or None for the masked mean of the memory. B rows out."""
+        B, H = memory.values.size(0), self.cfg.hidden_dim
+        zeros = memory.values.new_zeros(B, H)
+        if not self.cfg.bridge:
+            return DecoderState(zeros, zeros, zeros)
+        if summary is None:
+            m = memory.mask.unsqueeze(-1).to(memory.values.dtype)            # (B, S, 1)
+            summary = (memory.values * m).sum(1) / m.sum(1).clamp_min(1.0)   # (B, D)
+        h0, c0 = torch.tanh(self.bridge(summary)).chunk(2, dim=-1)          # (B, H) each
+        return DecoderState(h0.contiguous(), c0.contiguous(), zeros)
+
+    # ---- the recurrence ------------------------------------------------------------------------
+
+    def _split_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The cell's W_ih split into its embedding and feed columns, and the summed bias."""
+        E = self.cfg.emb_dim
+        w_ih = self.cell.weight_ih                                   # (4H, E [+ H])
+        w_emb = w_ih[:, :E]                                          # (4H, E)
+        w_rec = self.cell.weight_hh                                  # (4H, H)
+        if self.cfg.input_feeding:                                   # one matmul for [a; h]
+            w_rec = torch.cat([w_ih[:, E:], w_rec], dim=1)           # (4H, 2H)
+        bias = self.cell.bias_ih + self.cell.bias_hh                 # (4H,)
+        return w_emb, w_rec, bias
+
+    def _step(self, xproj: Tensor, state: DecoderState, w_rec: Tensor, memory: Memory
+              ) -> tuple[DecoderState, Tensor, Tensor]:
+        """One step from the precomputed input projection xproj (N, 4H).
+
+        Returns the new state, the attentional vector a_t (N, H) after dropout, and the
+        attention weights (N, S).
+        """
+        rec_in = torch.cat([state.feed, state.h], 1) if self.cfg.input_feeding else state.h
+        z = torch.addmm(xproj, rec_in, w_rec.t())                    # (N, 4H), order i,f,g,o
+        # the gate equations of seqlab.nn.gates (C_t = f*C + i*C~, h_t = o*tanh(C_t)), written
+        # with autograd-friendly ops since this loop is differentiated by autograd
+        z_i, z_f, z_g, z_o = z.chunk(4, 1)
+        c = torch.sigmoid(z_f) * state.c + torch.sigmoid(z_i) * torch.tanh(z_g)   # (N, H)
+        h = torch.sigmoid(z_o) * torch.tanh(c)                       # (N, H)
+        ctx, weights = self.attention(h, memory.values, memory.values, mask=memory.mask,
+                                      cache=memory.cache)           # (N, D'), (N, S)
+        a = self.dropout(torch.tanh(self.combine(torch.cat([h, ctx], 1))))   # (N, H)
+        return DecoderState(h, c, a), a, weights
+
+    def forward(self, tgt_in: Tensor, memory: Memory, state: DecoderState,
+                return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced pass.
+
+        tgt_in: (B, T) token ids (BOS first). Returns the attentional vectors (B, T, H) (apply
+        `logits` to get (B, T, V); the caller can pick the non-pad rows first) and the attention
+        weights (B, T, S) if asked.
+        """
+        B, T = tgt_in.shape
+        w_emb, w_rec, bias = self._split_weights()
+        emb = self.dropout(self.embed(tgt_in))                       # (B, T, E)
+        # the embedding half of the input projection for all steps at once, time-major
+        xproj = torch.addmm(bias, emb.transpose(0, 1).reshape(T * B, -1), w_emb.t())
+        # unbind: one backward node for all steps (indexing xproj[t] would allocate and add a
+        # full-size zero gradient per step)
+        xproj_steps = xproj.view(T, B, -1).unbind(0)                 # T x (B, 4H)
+        outs, attns = [], []
+        for x_t in xproj_steps:
+            state, a, w = self._step(x_t, state, w_rec, memory)
+            outs.append(a)
+            if return_attention:
+                attns.append(w)
+        att_vecs = torch.stack(outs, 1)                              # (B, T, H)
+        return att_vecs, (torch.stack(attns, 1) if return_attention else None)
+
+    def logits(self, att_vecs: Tensor) -> Tensor:
+        """(..., H) -> (..., V)"""
+        return self.out(att_vecs)
+
+    # ---- incremental decoding (the search protocol) -------------------------------------------
+
+    def step(self, tokens: Tensor, state: DecoderState, memory: Memory
+             ) -> tuple[Tensor, DecoderState, Tensor]:
+        """tokens: (N,) previous tokens. Returns log-probs (N, V), the new state, weights (N, S)."""
+        w_emb, w_rec, bias = self._split_weights()
+        xproj = torch.addmm(bias, self.dropout(self.embed(tokens)), w_emb.t())   # (N, 4H)
+        state, a, w = self._step(xproj, state, w_rec, memory)
+        return F.log_softmax(self.logits(a), dim=-1), state, w
+
+    @staticmethod
+    def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
+        """Pick rows of the state: index (N',) into the batch."""
+        return DecoderState(*(x.index_select(0, index) for x in state))
+
+    def expand_memory(self, memory: Memory, k: int) -> Memory:
+        """Repeat every memory row k times (beam search): (B, S, D) -> (B*k, S, D)."""
+        index = torch.arange(memory.values.size(0), device=memory.values.device)
+        index = index.repeat_interleave(k)                                    # (B*k,)
+        values = memory.values.index_select(0, index)
+        cache = (memory.cache.index_select(index) if hasattr(memory.cache, "index_select")
+                 else self.attention.precompute(values, values))
+        return Memory(values, memory.mask.index_select(0, index), cache)

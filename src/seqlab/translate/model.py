@@ -1,0 +1,165 @@
+"""The translator: a bidirectional LSTM encoder and the attention LSTM decoder.
+
+    src (B, S) -> embed -> bi-LSTM (lengths-masked) -> memory (B, S, 2He)
+    final states [h_fwd; h_bwd] (B, 2He) -> bridge -> decoder (h0, c0)
+    tgt_in (B, T) -> AttentionDecoder over the memory -> (B, T, H) -> vocabulary logits
+
+Loss: label-smoothed cross-entropy summed over real target tokens (PAD rows are removed before
+the vocabulary projection, so they cost nothing and never reach the loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seqlab.decoding.search import SearchResult, beam_search, greedy_search
+from seqlab.nn.decoder import AttentionDecoder, DecoderConfig, DecoderState, Memory
+from seqlab.nn.lstm import LSTM
+
+
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    """Summed label-smoothed cross-entropy, equal to
+    `F.cross_entropy(logits, target, label_smoothing=eps, reduction="sum")` but with two passes
+    over the (N, V) logits instead of about six: with lse = logsumexp(z),
+
+        loss_n = lse - (1 - eps) z_y - (eps / V) sum_v z_v
+        dloss/dz = softmax(z) - (1 - eps) onehot(y) - eps / V
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float) -> Tensor:
+        V = logits.size(1)
+        lse = torch.logsumexp(logits, dim=1)                               # (N,)
+        z_y = logits.gather(1, target.unsqueeze(1)).squeeze(1)             # (N,)
+        loss = lse - (1.0 - eps) * z_y
+        if eps:
+            loss = loss - (eps / V) * logits.sum(1)
+        ctx.save_for_backward(logits, target, lse)
+        ctx.eps = eps
+        return loss.sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        logits, target, lse = ctx.saved_tensors
+        eps, V = ctx.eps, logits.size(1)
+        g = torch.sub(logits, lse.unsqueeze(1)).exp_()                    # softmax (N, V)
+        if eps:
+            g.sub_(eps / V)
+        g.scatter_add_(1, target.unsqueeze(1),
+                       g.new_full((g.size(0), 1), -(1.0 - eps)))
+        return g.mul_(grad), None, None
+
+
+def smoothed_cross_entropy(logits: Tensor, target: Tensor, eps: float = 0.0) -> Tensor:
+    """logits (N, V), target (N,) -> summed label-smoothed cross-entropy (a scalar)."""
+    if logits.dim() != 2 or target.shape != logits.shape[:1]:
+        raise ValueError(f"smoothed_cross_entropy: expected logits (N, V) and target (N,), got "
+                         f"{tuple(logits.shape)} and {tuple(target.shape)}")
+    if logits.size(0) == 0:
+        return logits.sum()
+    return _SmoothedCrossEntropy.apply(logits, target, float(eps))
+
+
+@dataclass
+class TranslatorConfig:
+    src_vocab_size: int
+    tgt_vocab_size: int
+    emb_dim: int = 256
+    enc_hidden: int = 256          # per direction; the memory is 2 * enc_hidden wide
+    enc_layers: int = 1
+    dec_hidden: int = 256
+    attention: str = "additive"    # none | additive | dot | general | scaled_dot | multihead
+    attn_dim: int | None = None
+    num_heads: int = 1
+    input_feeding: bool = True
+    bridge: bool = True
+    dropout: float = 0.2
+    tie_embeddings: bool = False   # target embeddings = output projection
+    label_smoothing: float = 0.1
+    pad_id: int = 0
+    bos_id: int = 2
+    eos_id: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TranslatorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, cfg: TranslatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.src_embed = nn.Embedding(cfg.src_vocab_size, cfg.emb_dim, padding_idx=cfg.pad_id)
+        self.encoder = LSTM(cfg.emb_dim, cfg.enc_hidden, num_layers=cfg.enc_layers,
+                            batch_first=True, bidirectional=True,
+                            dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.decoder = AttentionDecoder(DecoderConfig(
+            vocab_size=cfg.tgt_vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.dec_hidden,
+            memory_dim=2 * cfg.enc_hidden, attention=cfg.attention, attn_dim=cfg.attn_dim,
+            num_heads=cfg.num_heads, input_feeding=cfg.input_feeding, bridge=cfg.bridge,
+            summary_dim=2 * cfg.enc_hidden, dropout=cfg.dropout,
+            tie_embeddings=cfg.tie_embeddings, pad_id=cfg.pad_id))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor
+               ) -> tuple[Memory, DecoderState]:
+        """src: (B, S) ids, src_lengths: (B,), src_mask: (B, S) bool (True = real).
+
+        Returns the decoder's memory (B, S, 2He) and its initial state.
+        """
+        emb = self.dropout(self.src_embed(src))                               # (B, S, E)
+        out, (h_n, _) = self.encoder(emb, lengths=src_lengths.cpu())          # (B, S, 2He)
+        summary = torch.cat([h_n[-2], h_n[-1]], dim=-1)                       # (B, 2He)
+        memory = self.decoder.make_memory(self.dropout(out), src_mask)
+        return memory, self.decoder.init_state(memory, summary)
+
+    def forward(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, tgt_in: Tensor,
+                return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits (B, T, V) (and attention (B, T, S) on request)."""
+        memory, state = self.encode(src, src_lengths, src_mask)
+        att, weights = self.decoder(tgt_in, memory, state, return_attention=return_attention)
+        return self.decoder.logits(att), weights
+
+    def loss(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, tgt_in: Tensor,
+             tgt_out: Tensor) -> tuple[Tensor, int]:
+        """Summed label-smoothed cross-entropy over the real target tokens, and their count.
+
+        tgt_in, tgt_out: (B, T); positions where tgt_out == pad are left out.
+        """
+        memory, state = self.encode(src, src_lengths, src_mask)
+        att, _ = self.decoder(tgt_in, memory, state)                          # (B, T, H)
+        real = tgt_out != self.cfg.pad_id                                     # (B, T)
+        logits = self.decoder.logits(att[real])                               # (N, V)
+        loss = smoothed_cross_entropy(logits, tgt_out[real], self.cfg.label_smoothing)
+        return loss, int(real.sum())
+
+    @torch.no_grad()
+    def generate(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, *,
+                 num_beams: int = 5, max_new_tokens: int | Tensor | None = None,
+                 length_penalty: float = 1.0, num_return_sequences: int = 1,
+                 return_attention: bool = False) -> SearchResult:
+        """Translate a batch. max_new_tokens: int, (B,) or None = 2 * source length + 10."""
+        if max_new_tokens is None:
+            max_new_tokens = (2 * src_lengths.cpu() + 10).long()
+        memory, state = self.encode(src, src_lengths, src_mask)
+        common: dict[str, Any] = dict(bos_id=self.cfg.bos_id, eos_id=self.cfg.eos_id,
+                                      max_len=max_new_tokens, return_attention=return_attention)
+        if num_beams == 1 and num_return_sequences == 1:
+            return greedy_search(self.decoder, memory, state, **common)
+        return beam_search(self.decoder, memory, state, num_beams=num_beams,
+                           length_penalty=length_penalty,
+                           num_return_sequences=num_return_sequences, **common)
