@@ -195,3 +195,18 @@ def test_encoder_gates_lead_to_the_embedding(fitted):
     np.testing.assert_allclose(z, est.transform(x)[7], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="no full window"):
         est.encoder_gates(x, start=len(x) - 3)
+
+
+@pytest.mark.parametrize("variant", [dict(decoder_input="teacher"),
+                                     dict(reverse_target=False, num_layers=2, dropout=0.2)])
+def test_model_variants_train_and_score(variant, tmp_path):
+    x = _sine(300)
+    est = SeriesAutoencoder(**dict(SMALL, epochs=3, **variant)).fit(x)
+    losses = [h["train_loss"] for h in est.history_]
+    assert losses[-1] < losses[0]                                   # it learns
+    s = est.score_samples(x)
+    assert s.shape == (300,) and np.isfinite(s).all()
+    est.save(tmp_path / "run")
+    back = SeriesAutoencoder.load(tmp_path / "run")
+    assert back.model_config_ == est.model_config_
+    np.testing.assert_array_equal(back.score_samples(x), s)
