@@ -142,3 +142,18 @@ def test_failed_score_keeps_a_previous_output_intact(run_dir, tmp_path):
     res = _run("score", run_dir / "RUN", tmp_path / "bad.csv", "-o", out)
     assert res.exit_code == 2 and "line 2: expected 3 fields" in res.output
     assert out.read_text() == "previous\n"
+
+
+def test_labelled_calibration_only_on_request_and_reported(run_dir, tmp_path):
+    _series_frame(300, seed=2, spike=100).to_csv(tmp_path / "lab.csv", index=False)
+    out = tmp_path / "s.csv"
+    res = _run("score", run_dir / "RUN", tmp_path / "lab.csv", "-o", out, "--calibrate")
+    _assert_clean_failure(res, "--calibrate needs --label-column", out)
+    res = _run("score", run_dir / "RUN", tmp_path / "lab.csv", "-o", out, "--calibrate",
+               "--label-column", "label")
+    assert res.exit_code == 0, res.output
+    assert "LABELLED calibration" in res.output
+    scores = pd.read_csv(out)
+    assert scores["is_anomaly"].sum() >= 1
+    cfg = json.loads((run_dir / "RUN" / "config.json").read_text())
+    assert "LABELLED" not in cfg["threshold_source"]                 # the run is unchanged

@@ -139,15 +139,31 @@ def _load_for(run: Path, data: Path, label_column: str | None = None):
               help="Merge events fewer than this many points apart [default: window // 2].")
 @click.option("--label-column", default=None,
               help="0/1 column of known anomalies in DATA: shaded in the plot, not scored.")
+@click.option("--calibrate", is_flag=True,
+              help="LABELLED calibration: set the threshold to the best point-F1 one against "
+                   "--label-column (uses ground truth; reported as such; RUN is not changed).")
 def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
-              plot_path: Path | None, min_gap: int | None, label_column: str | None) -> None:
+              plot_path: Path | None, min_gap: int | None, label_column: str | None,
+              calibrate: bool) -> None:
     """Score DATA with the model in RUN: per-point anomaly scores, flags and events."""
     from seqlab.series.plots import plot_anomalies
     from seqlab.series.scoring import event_peaks
 
     _check_outputs(output, events_path, plot_path)
+    if calibrate and not label_column:
+        raise UserError("--calibrate needs --label-column (the known anomalies to calibrate on)")
     est, sd = _load_for(run, data, label_column)
     scores = est.score_samples(sd)                                           # (N,)
+    if calibrate:
+        from seqlab.series.scoring import calibrated_threshold
+
+        try:
+            est.threshold_, f1 = calibrated_threshold(scores, sd.extra[label_column] > 0)
+        except ValueError as err:
+            raise UserError(f"{data}: --calibrate: {err}") from None
+        click.echo(f"threshold {est.threshold_:.4g} from a LABELLED calibration on "
+                   f"{label_column!r} (best point F1 {f1:.3f}): not an unsupervised result",
+                   err=True)
     flags = scores > est.threshold_
     events = est.detect_events(sd, min_gap=min_gap, scores=scores)
     frame = pd.DataFrame({c: sd.values[:, j] for j, c in enumerate(sd.columns)})
