@@ -25,7 +25,6 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +49,9 @@ __all__ = ["LSTM", "LSTMCell", "LSTMGates", "GateStore", "record_gates"]
 
 # ----------------------------------------------------------------------------- gate record
 
-@dataclass
+_FIELDS = ("f", "i", "g", "o", "c", "h")
+
+
 class LSTMGates:
     """Every gate value of one LSTM call.
 
@@ -59,28 +60,72 @@ class LSTMGates:
       c: cell state C_t, h: hidden state h_t (this direction's output).
     Time runs in natural order for both directions (index t is input step t; the reverse
     direction visits them from T-1 down to 0). Padded steps (t >= lengths[b]) are NaN, so
-    plots leave them blank and statistics must use `mask` (e.g. `gates.f[..., gates.mask, :]`).
+    plots leave them blank and statistics must use `mask` (e.g. `gates.f[:, :, gates.mask]`).
     The tensors are detached copies: looking at them never affects training.
     `lengths`: (B,) real lengths. For `LSTMCell` each field is (B, H) and `lengths` is None.
+
+    The LSTM records into its per-layer buffers; a field is assembled (one copy into the
+    (L, D, B, T, H) layout) the first time it is read, so recording costs little when only
+    some fields, or only `select()`ed sequences, are looked at.
     """
 
-    f: Tensor
-    i: Tensor
-    g: Tensor
-    o: Tensor
-    c: Tensor
-    h: Tensor
-    lengths: Tensor | None = None
+    NAMES = {"f": "forget gate f", "i": "input gate i", "g": "cell update C~",
+             "o": "output gate o", "c": "cell state C", "h": "hidden state h"}
 
-    GATE_NAMES = {"f": "forget gate f", "i": "input gate i", "g": "cell update C~",
-                  "o": "output gate o", "c": "cell state C", "h": "hidden state h"}
+    def __init__(self, f: Tensor, i: Tensor, g: Tensor, o: Tensor, c: Tensor, h: Tensor,
+                 lengths: Tensor | None = None):
+        self._values: dict[str, Tensor] = {"f": f, "i": i, "g": g, "o": o, "c": c, "h": h}
+        self._raw: list[list[dict[str, Tensor]]] | None = None
+        self.lengths = lengths
+
+    @classmethod
+    def _from_buffers(cls, raw: list[list[dict[str, Tensor]]], lengths: Tensor) -> LSTMGates:
+        """raw[layer][direction] = {"f": ..., "h": ...}, each (T, B, H) in time order."""
+        gates = cls.__new__(cls)
+        gates._values, gates._raw, gates.lengths = {}, raw, lengths
+        return gates
+
+    def _field(self, name: str) -> Tensor:
+        if name not in self._values:
+            assert self._raw is not None
+            first = self._raw[0][0][name]
+            T, B, H = first.shape
+            value = first.new_empty(len(self._raw), len(self._raw[0]), B, T, H)
+            for layer, directions in enumerate(self._raw):
+                for direction, buffers in enumerate(directions):
+                    value[layer, direction].copy_(buffers[name].transpose(0, 1))
+            if bool((self.lengths < T).any()):
+                value.masked_fill_(~self.mask.to(value.device)[:, :, None], math.nan)
+            self._values[name] = value
+        return self._values[name]
+
+    f = property(lambda self: self._field("f"), doc="forget gate f_t, (L, D, B, T, H)")
+    i = property(lambda self: self._field("i"), doc="input gate i_t, (L, D, B, T, H)")
+    g = property(lambda self: self._field("g"), doc="cell update C~_t, (L, D, B, T, H)")
+    o = property(lambda self: self._field("o"), doc="output gate o_t, (L, D, B, T, H)")
+    c = property(lambda self: self._field("c"), doc="cell state C_t, (L, D, B, T, H)")
+    h = property(lambda self: self._field("h"), doc="hidden state h_t, (L, D, B, T, H)")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(L, D, B, T, H) (or (B, H) for an LSTMCell record)."""
+        if self._raw is None:
+            return tuple(self._values["f"].shape)
+        T, B, H = self._raw[0][0]["f"].shape
+        return (len(self._raw), len(self._raw[0]), B, T, H)
+
+    def __repr__(self) -> str:
+        return f"LSTMGates(shape={self.shape}, fields={_FIELDS})"
+
+    def as_dict(self) -> dict[str, Tensor]:
+        return {name: self._field(name) for name in _FIELDS}
 
     @property
     def mask(self) -> Tensor:
         """(B, T) bool, True at real (non-padded) steps."""
         if self.lengths is None:
             raise ValueError("LSTMGates.mask: this record comes from an LSTMCell (no time axis)")
-        T = self.f.shape[-2]
+        T = self.shape[3]
         return torch.arange(T)[None, :] < self.lengths[:, None]
 
     def select(self, layer: int = 0, direction: int = 0, batch_index: int = 0
@@ -88,14 +133,16 @@ class LSTMGates:
         """The (T_b, H) values of one sequence, padding cut off: {"f": ..., ..., "h": ...}."""
         if self.lengths is None:
             raise ValueError("LSTMGates.select: this record comes from an LSTMCell")
-        L, D, B = self.f.shape[:3]
+        L, D, B = self.shape[:3]
         for name, value, limit in (("layer", layer, L), ("direction", direction, D),
                                    ("batch_index", batch_index, B)):
             if not 0 <= value < limit:
                 raise ValueError(f"LSTMGates.select: {name}={value} out of range [0, {limit})")
         n = int(self.lengths[batch_index])
-        return {k: getattr(self, k)[layer, direction, batch_index, :n]
-                for k in ("f", "i", "g", "o", "c", "h")}
+        if self._raw is not None:  # straight from the buffers, without assembling everything
+            raw = self._raw[layer][direction]
+            return {k: raw[k][:n, batch_index].clone() for k in _FIELDS}
+        return {k: self._field(k)[layer, direction, batch_index, :n] for k in _FIELDS}
 
 
 class GateStore:
@@ -171,14 +218,15 @@ class _GateLoop(torch.autograd.Function):
         # x: (T, B, I); h0, c0: (B, H); mask: (T, B, 1) bool or None (no padding)
         T, B, I = x.shape
         H = w_hh.shape[1]
-        # Input part of every pre-activation for all steps in one matmul: (T, B, 4H).
+        # Input part of every pre-activation for all steps in one matmul: (T, B, 4H). The same
+        # buffer then receives the recurrent part and the gate values (i, f, g, o) step by step
+        # (one buffer: a second one would cost a copy and fresh memory pages every step).
         if b_ih is not None:
-            xw = torch.addmm(b_ih + b_hh, x.reshape(T * B, I), w_ih.t())
+            acts = torch.addmm(b_ih + b_hh, x.reshape(T * B, I), w_ih.t())
         else:
-            xw = x.reshape(T * B, I) @ w_ih.t()
-        xw = xw.view(T, B, 4 * H)
-        whh_t = w_hh.t()
-        acts = x.new_empty(T, B, 4 * H)  # gate values (i, f, g, o) at each step
+            acts = x.reshape(T * B, I) @ w_ih.t()
+        acts = acts.view(T, B, 4 * H)
+        whh_t = w_hh.t().contiguous()  # (H, 4H); the per-step matmul is faster without transpose
         tanh_cs = x.new_empty(T, B, H)
         # States at slot 0..T: forward keeps C_t in slot t+1 (slot 0 = initial); reverse keeps
         # C_t in slot t (slot T = initial). So step t reads slot `prev` and writes slot `cur`.
@@ -187,19 +235,24 @@ class _GateLoop(torch.autograd.Function):
         init = T if reverse else 0
         cs[init] = c0
         hs[init] = h0
+        # Per-step views made once (unbind is one call; indexing in the loop costs per step).
+        acts_t, tanh_t = acts.unbind(0), tanh_cs.unbind(0)
+        c_t, h_t = cs.unbind(0), hs.unbind(0)
+        gates_t = [split_gates(a) for a in acts_t]  # (z_i, z_f, z_g, z_o) views of acts[t]
+        mask_t = mask.unbind(0) if mask is not None else None
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
             prev, cur = (t + 1, t) if reverse else (t, t + 1)
-            a = torch.addmm(xw[t], hs[prev], whh_t, out=acts[t])  # (B, 4H) pre-activations
-            z_i, z_f, z_g, z_o = split_gates(a)  # the gates overwrite their pre-activations
+            acts_t[t].addmm_(h_t[prev], whh_t)  # (B, 4H) pre-activations
+            z_i, z_f, z_g, z_o = gates_t[t]  # the gates overwrite their pre-activations
             i = input_gate(z_i, out=z_i)
             f = forget_gate(z_f, out=z_f)
             g = cell_update(z_g, out=z_g)
             o = output_gate(z_o, out=z_o)
-            c = cell_state(f, cs[prev], i, g, out=cs[cur])
-            h = hidden_state(o, c, out=hs[cur], tanh_c_out=tanh_cs[t])
-            if mask is not None:  # padded rows keep their state
-                torch.where(mask[t], c, cs[prev], out=c)
-                torch.where(mask[t], h, hs[prev], out=h)
+            c = cell_state(f, c_t[prev], i, g, out=c_t[cur])
+            h = hidden_state(o, c, out=h_t[cur], tanh_c_out=tanh_t[t])
+            if mask_t is not None:  # padded rows keep their state
+                torch.where(mask_t[t], c, c_t[prev], out=c)
+                torch.where(mask_t[t], h, h_t[prev], out=h)
         out = hs[:T] if reverse else hs[1:]
         out = torch.where(mask, out, 0.0) if mask is not None else out.clone()
         last = 0 if reverse else T
@@ -519,11 +572,12 @@ class LSTM(nn.Module):
             mask = (torch.arange(T)[:, None] < mask_lengths[None, :]).to(x.device)[..., None]
         layer_in = x
         h_n, c_n = [], []
-        rec: dict[str, list[Tensor]] = {k: [] for k in ("f", "i", "g", "o", "c", "h")}
+        raw: list[list[dict[str, Tensor]]] = []  # recorded buffers, (T, B, H) each
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0 and self.training:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
             outs = []
+            raw.append([])
             for direction in range(D):
                 k = layer * D + direction
                 out, h, c, acts, cs = _GateLoop.apply(layer_in, h0[k], c0[k],
@@ -533,18 +587,10 @@ class LSTM(nn.Module):
                 h_n.append(h)
                 c_n.append(c)
                 i, f, g, o = acts.view(T, B, 4, -1).unbind(2)  # each (T, B, H)
-                for name, value in (("f", f), ("i", i), ("g", g), ("o", o),
-                                    ("c", cs[:T] if direction == 1 else cs[1:]),
-                                    ("h", out.detach())):
-                    rec[name].append(value)
+                raw[layer].append({"f": f, "i": i, "g": g, "o": o, "h": out.detach(),
+                                   "c": cs[:T] if direction == 1 else cs[1:]})
             layer_in = outs[0] if D == 1 else torch.cat(outs, dim=2)
-        # (L*D, T, B, H) -> (L, D, B, T, H), padded steps NaN, as fresh tensors
-        real = (torch.arange(T)[None, :] < lengths[:, None]).to(x.device)[..., None]  # (B,T,1)
-        stacked = {}
-        for name, values in rec.items():
-            v = torch.stack(values).view(self.num_layers, D, T, B, -1).transpose(2, 3)
-            stacked[name] = torch.where(real, v, math.nan)
-        gates = LSTMGates(**stacked, lengths=lengths.clone())
+        gates = LSTMGates._from_buffers(raw, lengths.clone())
         return layer_in, (torch.stack(h_n), torch.stack(c_n)), gates
 
 
@@ -627,6 +673,3 @@ class LSTMCell(nn.Module):
             h, c = h.squeeze(0), c.squeeze(0)
         return (h, c, gates) if return_gates else (h, c)
 
-
-# keep dataclass field names discoverable for callers that iterate over gates
-GATE_FIELDS = tuple(f.name for f in fields(LSTMGates) if f.name != "lengths")
