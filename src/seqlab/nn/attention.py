@@ -180,6 +180,10 @@ class Attention(nn.Module):
     def precompute(self, keys: Tensor, values: Tensor | None = None) -> AttentionCache:
         """Project the keys once per source.
 
+        Make the cache in the autograd mode of the calls that use it: one made under no_grad
+        passes no gradient back to the keys or the key projection. The cache must come from
+        these keys; only its shape is checked.
+
         Args:
             keys: (B, S, Dk) encoder outputs.
             values: (B, S, Dv); only multi-head projects values (None: they are the keys).
@@ -489,7 +493,9 @@ class AdditiveAttention(Attention):
     W_q: `query_layer` (Linear Dq -> A), W_k: `key_layer` (Linear Dk -> A), v: `energy_layer`
     (Linear A -> 1); no biases (as Joey NMT). `precompute` computes W_k k once per source,
     (B, S, A). A step then costs a tanh over (B, S, A); the all-steps form over (B, Tq, S, A),
-    done in chunks over Tq and recomputed in backward rather than stored.
+    done in chunks over Tq and recomputed in backward rather than stored. In float32, tanh(x)
+    is evaluated as 2 sigmoid(2x) - 1 (2-3x faster on CPU, within 2e-7 per element; scores
+    within about twice float32's own rounding of the float64 values); other dtypes use tanh.
     """
 
     kind = "additive"
