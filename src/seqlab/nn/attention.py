@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -452,6 +453,7 @@ class _AdditiveScores(torch.autograd.Function):
         return out  # (B, Tq, S)
 
     @staticmethod
+    @once_differentiable  # no second derivatives: say so instead of returning wrong ones
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         # With th = tanh(x) and d = 1 - th^2 (so d score / d x = v * d):
         #   grad_v[a]       = sum_{b,t,s} g[b,t,s] th[b,t,s,a]
