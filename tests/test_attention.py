@@ -231,13 +231,14 @@ def test_additive_inference_mode_then_training():
         torch.testing.assert_close(attn(q, k, v)[0], ref)
 
 
-@pytest.mark.parametrize("chunk_elements", [1, 2 * 3 * 4 * 2, 1 << 20])
+@pytest.mark.parametrize("chunk_elements", [1, 3 * 4 * 2, 3 * 4 * 5 * 2, 1 << 20])
 def test_additive_scores_function_gradcheck(monkeypatch, chunk_elements):
-    """The chunked, recomputing backward: one step per chunk, 2 steps (last partial), all."""
+    """The blocked, recomputing backward: blocks of one (b, t); 2 steps (last partial);
+    all steps of 2 batch rows (last partial); everything at once."""
     monkeypatch.setattr(attention_mod, "ADDITIVE_CHUNK_ELEMENTS", chunk_elements)
     g = torch.Generator().manual_seed(3)
-    pq = torch.randn(2, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
-    pk = torch.randn(2, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    pq = torch.randn(3, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    pk = torch.randn(3, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
     v = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
     fn = attention_mod._AdditiveScores.apply
     expected = torch.tanh(pq[:, :, None] + pk[:, None]) @ v
