@@ -6,7 +6,8 @@
 
 - Several lines may name the same file: an image may have several captions.
 - The optional third column `group` ties images together for the grouped split (e.g. the
-  skin-tone variants of one emoji); without it each image is its own group.
+  skin-tone variants of one emoji); without it each image is its own group. An image's
+  later lines may leave the group out, but may not name a different one.
 - Blank lines and lines starting with `#` are skipped.
 
 Images of any size and mode are converted to RGB at a fixed square size: transparent images
@@ -160,20 +161,20 @@ def read_caption_tsv(tsv: str | os.PathLike[str], image_dir: str | os.PathLike[s
             raise UserError(f"{tsv}:{lineno}: empty file name")
         if not caption:
             raise UserError(f"{tsv}:{lineno}: empty caption for {name}")
-        group = cols[2].strip() if len(cols) > 2 and cols[2].strip() else name
+        group = cols[2].strip() if len(cols) > 2 and cols[2].strip() else None
         item = by_name.get(name)
         if item is None:
             path = base / name
             if not path.is_file():
                 raise UserError(f"{tsv}:{lineno}: image {name} not found "
                                 f"(looked for {path})")
-            item = by_name[name] = ImageItem(path, [], group)
+            item = by_name[name] = ImageItem(path, [], group or name)
             if check_images:
                 try:
                     load_image(path, 8)
                 except UserError as err:
                     raise UserError(f"{tsv}:{lineno}: {err}") from None
-        elif item.group != group:
+        elif group is not None and item.group != group:
             raise UserError(f"{tsv}:{lineno}: {name} is in group {group!r} here but in "
                             f"{item.group!r} on an earlier line")
         item.captions.append(caption)

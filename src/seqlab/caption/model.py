@@ -1,0 +1,134 @@
+"""The captioner: a CNN region encoder and the shared attention LSTM decoder (Show, Attend and
+Tell, Xu et al. 2015, with Luong-style input feeding from `seqlab.nn.decoder`).
+
+    images (B, 3, S, S) -> ConvEncoder -> regions (B, G*G, D)   the decoder's memory (no mask)
+    mean over regions (B, D) -> bridge -> decoder (h0, c0)
+    tgt_in (B, T) -> AttentionDecoder over the regions -> (B, T, H) -> vocabulary logits
+
+Loss: label-smoothed cross-entropy summed over real caption tokens (PAD rows never reach the
+vocabulary projection), plus optionally Show-Attend-and-Tell's "doubly stochastic" penalty
+`attn_reg * sum_regions (1 - sum_t w_t)^2` that asks every region to be looked at about once
+over a caption (0 = off). Decoding uses `seqlab.decoding.search` (greedy / beam).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqlab.caption.encoder import ConvEncoder, EncoderConfig
+from seqlab.decoding.search import SearchResult, beam_search, greedy_search
+from seqlab.nn.decoder import AttentionDecoder, DecoderConfig, DecoderState, Memory
+
+
+@dataclass
+class CaptionerConfig:
+    vocab_size: int
+    image_size: int = 64
+    channels: tuple[int, ...] = (16, 32, 64)
+    feat_dim: int = 256            # region feature size D
+    emb_dim: int = 128
+    dec_hidden: int = 256
+    attention: str = "additive"    # none | additive | dot | general | scaled_dot | multihead
+    attn_dim: int | None = 128     # additive: score MLP size (None: dec_hidden)
+    num_heads: int = 1
+    input_feeding: bool = True
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+    attn_reg: float = 0.0          # doubly stochastic attention penalty (0 = off)
+    max_len: int = 40              # default limit on generated tokens
+    pad_id: int = 0
+    bos_id: int = 2
+    eos_id: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaptionerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        d = dict(d)
+        if "channels" in d:
+            d["channels"] = tuple(int(c) for c in d["channels"])
+        return cls(**d)
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // 2 ** len(self.channels)
+
+
+class CaptionModel(nn.Module):
+    def __init__(self, cfg: CaptionerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ConvEncoder(EncoderConfig(cfg.image_size, tuple(cfg.channels),
+                                                 cfg.feat_dim, dropout=cfg.dropout / 2))
+        self.decoder = AttentionDecoder(DecoderConfig(
+            vocab_size=cfg.vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.dec_hidden,
+            memory_dim=cfg.feat_dim, attention=cfg.attention, attn_dim=cfg.attn_dim,
+            num_heads=cfg.num_heads, input_feeding=cfg.input_feeding, bridge=True,
+            dropout=cfg.dropout, pad_id=cfg.pad_id))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def encode(self, images: Tensor) -> tuple[Memory, DecoderState]:
+        """images: (B, 3, S, S) in [0, 1]. Returns the memory (B, G*G, D) and the initial state
+        (bridge from the mean region feature)."""
+        regions = self.encoder(images)                                       # (B, G*G, D)
+        memory = self.decoder.make_memory(regions)                          # all regions real
+        return memory, self.decoder.init_state(memory)
+
+    def forward(self, images: Tensor, tgt_in: Tensor, return_attention: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits (B, T, V) and, on request, attention (B, T, G*G)."""
+        memory, state = self.encode(images)
+        att, weights = self.decoder(tgt_in, memory, state, return_attention=return_attention)
+        return self.decoder.logits(att), weights
+
+    def loss(self, images: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> tuple[Tensor, int]:
+        """Summed label-smoothed cross-entropy over real caption tokens (+ the attention
+        penalty, scaled by the token count so `loss / n` keeps its meaning), and the count.
+
+        images: (B, 3, S, S); tgt_in, tgt_out: (B, T) with PAD where tgt_out has no token.
+        """
+        memory, state = self.encode(images)
+        reg = self.cfg.attn_reg > 0 and self.cfg.attention != "none"
+        att, weights = self.decoder(tgt_in, memory, state, return_attention=reg)  # (B, T, H)
+        real = tgt_out != self.cfg.pad_id                                     # (B, T)
+        logits = self.decoder.logits(att[real])                               # (N, V)
+        loss = F.cross_entropy(logits, tgt_out[real], reduction="sum",
+                               label_smoothing=self.cfg.label_smoothing)
+        n = int(real.sum())
+        if reg:
+            assert weights is not None
+            if weights.dim() == 4:        # multi-head per-head weights: average the heads
+                weights = weights.mean(1)
+            cover = (weights * real.unsqueeze(-1)).sum(1)                     # (B, G*G)
+            penalty = ((1.0 - cover) ** 2).sum(1).mean()
+            loss = loss + self.cfg.attn_reg * penalty * n
+        return loss, n
+
+    @torch.no_grad()
+    def generate(self, images: Tensor, *, num_beams: int = 5, max_new_tokens: int | None = None,
+                 length_penalty: float = 1.0, num_return_sequences: int = 1,
+                 return_attention: bool = False) -> SearchResult:
+        """Caption a batch of images (B, 3, S, S). Attention per output token: (T, G*G)."""
+        memory, state = self.encode(images)
+        common: dict[str, Any] = dict(bos_id=self.cfg.bos_id, eos_id=self.cfg.eos_id,
+                                      max_len=max_new_tokens or self.cfg.max_len,
+                                      return_attention=return_attention)
+        if num_beams == 1 and num_return_sequences == 1:
+            return greedy_search(self.decoder, memory, state, **common)
+        return beam_search(self.decoder, memory, state, num_beams=num_beams,
+                           length_penalty=length_penalty,
+                           num_return_sequences=num_return_sequences, **common)

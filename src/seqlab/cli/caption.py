@@ -1,0 +1,147 @@
+"""`seqlab caption`: train an attention captioner, caption images, evaluate, prepare data.
+
+    seqlab caption train --data emoji --out runs/emoji [--split random|grouped --minutes 5]
+    seqlab caption run runs/emoji face.png [more.png ...] --attention-plot strip.png
+    seqlab caption eval runs/emoji [--split-name test --beams 5]
+    seqlab caption emoji OUT_DIR           (write the emoji set as folder + captions.tsv)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from seqlab.errors import UserError
+
+
+@click.group()
+def caption() -> None:
+    """Image in, text out: an attention captioner that shows where it looked."""
+
+
+@caption.command()
+@click.option("--data", default="emoji", show_default=True,
+              help="'emoji' (the built-in emoji set, fetched once with npm) or a folder with "
+                   "captions.tsv (lines 'filename<TAB>caption[<TAB>group]') or a .tsv file.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Run directory (config.json, model.safetensors, tokenizer/, log).")
+@click.option("--split", type=click.Choice(["random", "grouped"]), default="random",
+              show_default=True, help="Held-out split: random images, or whole groups.")
+@click.option("--minutes", type=float, default=None, help="Training time budget.")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
+@click.option("--attention", default="additive", show_default=True,
+              type=click.Choice(["none", "additive", "dot", "general", "scaled_dot",
+                                 "multihead"]))
+@click.option("--vocab-size", type=int, default=1000, show_default=True,
+              help="Sentencepiece vocabulary (>= 300: 260 pieces are specials and bytes).")
+@click.option("--image-size", type=int, default=64, show_default=True,
+              help="Images are resized to this square size (multiple of 8: 8x8 regions).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--eval-every", type=int, default=200, show_default=True)
+@click.option("--seed", type=int, default=1234, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps: int | None,
+          attention: str, vocab_size: int, image_size: int, batch_size: int, lr: float,
+          eval_every: int, seed: int, threads: int | None, resume: bool,
+          no_progress: bool) -> None:
+    """Train a captioner, then report BLEU/chrF/exact match on the held-out test images."""
+    from seqlab.caption.api import Captioner
+    from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
+
+    if image_size % 8 or image_size < 8:
+        raise UserError(f"--image-size must be a positive multiple of 8, got {image_size}")
+    if resume:
+        overrides = {k: v for k, v in (("time_budget_min", minutes), ("max_steps", max_steps))
+                     if v is not None}
+        summary = train_captioner(out_dir, resume=True, overrides=overrides,
+                                  progress=not no_progress, echo=click.echo)
+    else:
+        tcfg = default_train_config(batch_size=batch_size, lr=lr, eval_every=eval_every,
+                                    seed=seed, threads=threads, max_steps=max_steps,
+                                    time_budget_min=minutes)
+        dcfg = CaptionDataConfig(data=data, split=split, split_seed=seed, vocab_size=vocab_size,
+                                 image_size=image_size)
+        summary = train_captioner(out_dir, model_cfg={"attention": attention}, train_cfg=tcfg,
+                                  data_cfg=dcfg, progress=not no_progress, echo=click.echo)
+    cap = Captioner.load(out_dir)
+    test = cap.test_split("test")
+    if len(test):
+        scores = cap.evaluate(test, num_beams=5)
+        click.echo(f"test ({len(test)} images, beam 5): BLEU {scores['bleu']:.2f}  "
+                   f"chrF {scores['chrf']:.2f}  exact match {scores['exact_match']:.1f}%")
+    click.echo(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s -> {out_dir}")
+
+
+@caption.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--beams", type=int, default=5, show_default=True)
+@click.option("--attention-plot", type=click.Path(path_type=Path), default=None,
+              help="Save the attention strip here (with several images: NAME_1.png, ...).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Path | None,
+        as_json: bool) -> None:
+    """Caption IMAGES with the model in RUN_DIR."""
+    from seqlab.caption.api import Caption, Captioner
+    from seqlab.caption.plots import plot_attention_strip
+
+    if beams < 1:
+        raise UserError(f"--beams must be >= 1, got {beams}")
+    cap = Captioner.load(run_dir)
+    res = cap.caption(list(images), num_beams=beams, return_attention=True)
+    for i, (path, c) in enumerate(zip(images, res, strict=True)):
+        assert isinstance(c, Caption)
+        plot = None
+        if attention_plot is not None and c.image is not None and c.word_attention is not None:
+            plot = attention_plot if len(images) == 1 else attention_plot.with_name(
+                f"{attention_plot.stem}_{i + 1}{attention_plot.suffix or '.png'}")
+            plot_attention_strip(c.image, c.words, c.word_attention, plot,
+                                 title=f"{path.name}: {c.text}")
+        if as_json:
+            click.echo(json.dumps({"image": str(path), "caption": c.text, "score": c.score,
+                                   "attention_plot": str(plot) if plot else None}))
+        else:
+            click.echo(f"{path}\t{c.text}" + (f"\t(attention: {plot})" if plot else ""))
+
+
+@caption.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--split-name", type=click.Choice(["test", "dev"]), default="test",
+              show_default=True, help="Which of the run's held-out splits.")
+@click.option("--beams", type=int, default=5, show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N images.")
+def evaluate(run_dir: Path, split_name: str, beams: int, limit: int | None) -> None:
+    """BLEU, chrF (sacreBLEU) and exact match on the run's held-out split."""
+    from seqlab.caption.api import Captioner
+
+    cap = Captioner.load(run_dir)
+    scores = cap.evaluate(cap.test_split(split_name), num_beams=beams, limit=limit)
+    click.echo(f"{split_name} ({scores['n_images']} images, beam {beams}): "
+               f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  "
+               f"exact match {scores['exact_match']:.1f}%")
+    click.echo(f"  BLEU: {scores['bleu_signature']}\n  chrF: {scores['chrf_signature']}")
+
+
+@caption.command()
+@click.argument("out_dir", type=click.Path(path_type=Path), required=False)
+def emoji(out_dir: Path | None) -> None:
+    """Fetch emoji-datasource-google@16.0.0 (npm) and print (or copy to OUT_DIR) the folder
+    with images/ and captions.tsv."""
+    import shutil
+
+    from seqlab.caption.emoji import prepare_emoji
+
+    folder = prepare_emoji()
+    if out_dir is not None:
+        if out_dir.exists():
+            raise UserError(f"{out_dir}: already exists; choose a new folder")
+        shutil.copytree(folder, out_dir)
+        folder = out_dir
+    n = sum(1 for line in (folder / "captions.tsv").read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#"))
+    click.echo(f"{folder}: {n} captioned images (captions.tsv, images/)")
