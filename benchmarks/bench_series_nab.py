@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqlab.errors import UserError
 from seqlab.io import write_json_atomic
 from seqlab.series.datasets import NAB_CATEGORIES, NabSeries, load_nab
 from seqlab.series.estimator import SeriesAutoencoder
@@ -109,7 +110,16 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace) -> dict:
                             val_fraction=args.val_fraction, threshold=args.threshold,
                             threshold_quantile=args.quantile, seed=args.seed)
     t0 = time.perf_counter()
-    est.fit(x[:n_train])                               # first 15% only: model and threshold
+    try:
+        est.fit(x[:n_train])                           # first 15% only: model and threshold
+    except UserError as err:
+        # E.g. a constant probationary period cannot be scaled: nothing is detected, so every
+        # labelled window counts as missed (and the series has no point AUC).
+        return {"series": s.name, "n": n, "downsample": k, "window": window,
+                "train_points": n_train, "events": 0, "tp": 0, "fp": 0,
+                "fn": len(s.window_indices), "roc_auc": None, "pr_auc": None, "fit_s": 0.0,
+                "total_s": time.perf_counter() - t0, "flagged_fraction": None,
+                "skipped": str(err)}
     t_fit = time.perf_counter() - t0
     scores = np.asarray(est.score_samples(x, level="point"), dtype=np.float64).reshape(-1)
     events_k = est.detect_events(x, scores=scores)     # inclusive (start, end), downsampled idx
@@ -132,7 +142,8 @@ def summarise(rows: list[dict]) -> dict:
     p, r, f1 = event_prf(tp, fp, fn)
     rocs = [x["roc_auc"] for x in rows if x["roc_auc"] is not None and np.isfinite(x["roc_auc"])]
     prs = [x["pr_auc"] for x in rows if x["pr_auc"] is not None and np.isfinite(x["pr_auc"])]
-    return {"series": len(rows), "tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r,
+    return {"series": len(rows), "not_fitted": sum("skipped" in x for x in rows),
+            "tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r,
             "f1": f1, "roc_auc_mean": float(np.mean(rocs)) if rocs else None,
             "pr_auc_mean": float(np.mean(prs)) if prs else None,
             "seconds_per_series": float(np.mean([x["total_s"] for x in rows]))}
@@ -175,6 +186,9 @@ def main() -> None:
     for s in series:
         r = run_series(s, cfg, args)
         rows.setdefault(s.category, []).append(r)
+        if "skipped" in r:
+            print(f"  {s.name:<58} not fitted ({r['skipped']}): all windows missed")
+            continue
         print(f"  {s.name:<58} k={r['downsample']} w={r['window']:<4} events {r['events']:>3} "
               f"tp {r['tp']} fp {r['fp']:>2} fn {r['fn']}  roc {r['roc_auc'] or float('nan'):.3f}"
               f"  {r['total_s']:.1f}s", flush=True)
