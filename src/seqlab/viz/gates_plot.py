@@ -106,7 +106,7 @@ def plot_gates(gates: LSTMGates, out_path: str | os.PathLike[str] | None = None,
         for name, v in input_series.items():
             ax.plot(steps, v, marker="o", markersize=3, linewidth=1.2, label=name)
         ax.set_title("input $x_t$ (what the LSTM reads)", loc="left", fontsize=10)
-        ax.legend(loc="upper right", fontsize=8, ncol=len(input_series), framealpha=0.8)
+        ax.legend(loc="best", fontsize=8, ncol=len(input_series), framealpha=0.8)
         ax.grid(alpha=0.3)
         k = 1
     for field, name, cmap, (vmin, vmax) in _HEATMAPS:
