@@ -523,6 +523,12 @@ def main() -> None:
             "api_call": "train_translator(run_dir, model_cfg, TrainConfig(time_budget_min="
                         f"{args.minutes:g}, seed={args.seed}, threads={args.seqlab_threads}), "
                         "DataConfig(...), corpus=<the corpus above>)",
+            "equivalent_cli": None if (args.train_limit or args.eval_limit) else (
+                f"seqlab translate train --corpus {args.corpus} --src {args.src} "
+                f"--tgt {args.tgt} --out RUN --attention additive --hidden "
+                f"{settings.dec_hidden} --emb {settings.emb_dim} --vocab-size "
+                f"{args.vocab_size} --time-budget {args.minutes:g} --seed {args.seed} "
+                f"--threads {args.seqlab_threads} --max-epochs 1000000"),
             "tokens_per_s_windows_median": seqlab_rate,
             "tokens_per_s_overall": summary.get("train_tokens_per_s"),
             "windows": [{"step": r["step"], "tokens_per_s": r["tokens_per_s"]} for r in log
