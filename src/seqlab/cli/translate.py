@@ -1,0 +1,225 @@
+"""`seqlab translate`: train a translator, translate with it, evaluate it.
+
+    seqlab translate train --corpus tatoeba-fra-eng --src en --tgt fr --out runs/en-fr
+    seqlab translate run runs/en-fr "I am cold." --attention-plot cold.png
+    seqlab translate run runs/en-fr -i sentences.txt          # one sentence a line; - = stdin
+    seqlab translate eval runs/en-fr --split test
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from seqlab.errors import UserError
+
+ATTENTION_KINDS = ["none", "additive", "dot", "general", "scaled_dot", "multihead"]
+
+
+@click.group()
+def translate() -> None:
+    """English in, French out: an attention LSTM translator (train, run, eval)."""
+
+
+def _corpus_arg(corpus: str) -> str:
+    """User files become absolute paths, so a resumed run finds them from any directory."""
+    if Path(corpus).exists():
+        return str(Path(corpus).resolve())
+    if "," in corpus:
+        parts = [p.strip() for p in corpus.split(",", 1)]
+        if all(Path(p).exists() for p in parts):
+            return ",".join(str(Path(p).resolve()) for p in parts)
+    return corpus
+
+
+@translate.command()
+@click.option("--corpus", default="libreoffice-help", show_default=True,
+              help="tatoeba-fra-eng, multi30k, libreoffice-help, a TSV file or SRC,TGT files.")
+@click.option("--src", "src_lang", default="en", show_default=True, help="Source language.")
+@click.option("--tgt", "tgt_lang", default="fr", show_default=True, help="Target language.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory (config, tokenizer, weights, checkpoint, log).")
+@click.option("--data-dir", default=None, help="Where the named corpora live "
+              "(default: $SEQLAB_DATA_DIR or ../shared/data).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@click.option("--attention", type=click.Choice(ATTENTION_KINDS), default="additive",
+              show_default=True)
+@click.option("--hidden", type=int, default=256, show_default=True,
+              help="Encoder (per direction) and decoder LSTM size.")
+@click.option("--emb", type=int, default=256, show_default=True, help="Embedding size.")
+@click.option("--num-heads", type=int, default=4, show_default=True, help="multihead only.")
+@click.option("--input-feeding/--no-input-feeding", default=True, show_default=True)
+@click.option("--bridge/--no-bridge", default=True, show_default=True,
+              help="Initial decoder state from the encoder's final state (else zeros).")
+@click.option("--tie-embeddings", is_flag=True, help="Share target embeddings and output layer.")
+@click.option("--dropout", type=float, default=0.2, show_default=True)
+@click.option("--label-smoothing", type=float, default=0.1, show_default=True)
+@click.option("--vocab-size", type=int, default=8000, show_default=True)
+@click.option("--max-len", type=int, default=100, show_default=True,
+              help="Drop training pairs with a side longer than this many subwords.")
+@click.option("--batch-tokens", type=int, default=4096, show_default=True,
+              help="Padded tokens per batch.")
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--time-budget", type=float, default=None, help="Stop after this many minutes.")
+@click.option("--max-steps", type=int, default=None)
+@click.option("--max-epochs", type=int, default=100, show_default=True)
+@click.option("--eval-every", type=int, default=500, show_default=True,
+              help="Dev BLEU every N steps.")
+@click.option("--eval-sentences", type=int, default=500, show_default=True,
+              help="Dev sentences used for the periodic BLEU.")
+@click.option("--patience", type=int, default=8, show_default=True,
+              help="Stop after N evaluations without a better dev BLEU.")
+@click.option("--seed", type=int, default=1234, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@click.option("--skip-bad-lines", is_flag=True, help="Count and skip malformed corpus lines.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str | None,
+          resume: bool, attention: str, hidden: int, emb: int, num_heads: int,
+          input_feeding: bool, bridge: bool, tie_embeddings: bool, dropout: float,
+          label_smoothing: float, vocab_size: int, max_len: int, batch_tokens: int, lr: float,
+          time_budget: float | None, max_steps: int | None, max_epochs: int, eval_every: int,
+          eval_sentences: int, patience: int, seed: int, threads: int | None,
+          skip_bad_lines: bool, quiet: bool) -> None:
+    """Train a translator on a corpus (or continue one with --resume)."""
+    from seqlab.translate.train import DataConfig, TrainConfig, train_translator
+
+    echo = click.echo
+    if resume:
+        # only the stopping rules can change when continuing; everything else is the run's own
+        overrides: dict[str, Any] = {"max_steps": max_steps, "time_budget_min": time_budget}
+        if threads:
+            overrides["threads"] = threads
+        summary = train_translator(out_dir, resume=True, overrides=overrides,
+                                   progress=not quiet, echo=echo)
+    else:
+        model_cfg = {"emb_dim": emb, "enc_hidden": hidden, "dec_hidden": hidden,
+                     "attention": attention, "num_heads": num_heads if attention == "multihead"
+                     else 1, "input_feeding": input_feeding, "bridge": bridge,
+                     "tie_embeddings": tie_embeddings, "dropout": dropout,
+                     "label_smoothing": label_smoothing}
+        train_cfg = TrainConfig(batch_tokens=batch_tokens, lr=lr, max_steps=max_steps,
+                                max_epochs=max_epochs, time_budget_min=time_budget,
+                                eval_every=eval_every, eval_sentences=eval_sentences,
+                                patience=patience, seed=seed, threads=threads)
+        data_cfg = DataConfig(corpus=_corpus_arg(corpus), src_lang=src_lang, tgt_lang=tgt_lang,
+                              data_dir=data_dir, vocab_size=vocab_size, max_len=max_len,
+                              skip_bad_lines=skip_bad_lines)
+        try:
+            summary = train_translator(out_dir, model_cfg, train_cfg, data_cfg,
+                                       progress=not quiet, echo=echo)
+        except ValueError as err:   # bad sizes/combinations from the model's own checks
+            raise UserError(str(err)) from None
+    tps = summary.get("train_tokens_per_s")
+    echo(f"run directory: {summary['run_dir']} ({summary['steps']} steps, "
+         f"{tps or 0:.0f} target tokens/s)")
+
+
+def _read_sentences(sentences: tuple[str, ...], input_file: str | None) -> list[str]:
+    if input_file is not None and sentences:
+        raise UserError("give sentences as arguments or with -i FILE, not both")
+    if input_file is None:
+        if not sentences:
+            raise UserError("nothing to translate: give a sentence, or -i FILE (- for stdin)")
+        return list(sentences)
+    if input_file == "-":
+        return sys.stdin.read().splitlines()
+    path = Path(input_file)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8") from None
+
+
+def _plot_path(base: Path, i: int, n: int) -> Path:
+    return base if n == 1 else base.with_name(f"{base.stem}-{i + 1}{base.suffix or '.png'}")
+
+
+@translate.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("sentences", nargs=-1)
+@click.option("-i", "--input", "input_file", default=None,
+              help="File with one sentence a line ('-' = stdin).")
+@click.option("--num-beams", type=int, default=5, show_default=True)
+@click.option("--length-penalty", type=float, default=1.0, show_default=True,
+              help="GNMT alpha: score / ((5 + len) / 6) ** alpha.")
+@click.option("--max-new-tokens", type=int, default=None,
+              help="Output length limit (default: 2 x source length + 10).")
+@click.option("--n-best", type=int, default=1, show_default=True,
+              help="Print this many candidates per sentence (tab-separated with scores).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--attention-plot", type=click.Path(dir_okay=False), default=None,
+              help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...).")
+def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_beams: int,
+        length_penalty: float, max_new_tokens: int | None, n_best: int, batch_size: int,
+        attention_plot: str | None) -> None:
+    """Translate sentences with a trained run: RUN_DIR "I am cold." ..."""
+    from seqlab.translate.api import Translator
+
+    texts = _read_sentences(sentences, input_file)
+    if num_beams < 1 or not 1 <= n_best <= num_beams:
+        raise UserError(f"--num-beams must be >= 1 and --n-best in 1..num-beams, got "
+                        f"{num_beams} and {n_best}")
+    tr = Translator.load(run_dir)
+    res = tr.translate(texts, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                       length_penalty=length_penalty, return_attention=True,
+                       batch_size=batch_size, num_return_sequences=n_best)
+    for r in res:
+        assert not isinstance(r, str)
+        if n_best > 1:
+            click.echo("\t".join([f"{r.text}\t{r.score:.4f}"]
+                                 + [f"{t}\t{s:.4f}" for t, s in r.nbest]))
+        else:
+            click.echo(r.text)
+    if attention_plot:
+        from seqlab.viz.attention_plot import plot_attention
+
+        base = Path(attention_plot)
+        shown = [(s, r) for s, r in zip(texts, res, strict=True) if s.strip()]
+        for i, (s, r) in enumerate(shown):
+            assert not isinstance(r, str)
+            path = _plot_path(base, i, len(shown))
+            plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
+                           title=f"{s}  ->  {r.text}")
+            click.echo(f"attention plot: {path}", err=True)
+
+
+@translate.command(name="eval")
+@click.argument("run_dir", type=click.Path())
+@click.option("--corpus", default=None, help="Default: the corpus the run was trained on.")
+@click.option("--split", type=click.Choice(["dev", "test", "train"]), default="test",
+              show_default=True)
+@click.option("--data-dir", default=None)
+@click.option("--num-beams", type=int, default=5, show_default=True)
+@click.option("--length-penalty", type=float, default=1.0, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N sentences.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
+             num_beams: int, length_penalty: float, batch_size: int, limit: int | None,
+             as_json: bool) -> None:
+    """Score a run on a corpus split: sacreBLEU BLEU and chrF (with signatures)."""
+    from seqlab.translate.api import Translator
+    from seqlab.translate.corpora import load_corpus
+    from seqlab.translate.metrics import format_scores
+
+    tr = Translator.load(run_dir)
+    data = tr.config["data"]
+    c = load_corpus(_corpus_arg(corpus) if corpus else data["corpus"], data["src_lang"],
+                    data["tgt_lang"], data_dir=data_dir or data.get("data_dir"),
+                    seed=data.get("split_seed", 1234))
+    part = getattr(c, split)
+    scores = tr.evaluate(part, num_beams=num_beams, batch_size=batch_size,
+                         length_penalty=length_penalty, limit=limit)
+    if as_json:
+        click.echo(json.dumps(scores, indent=2))
+        return
+    click.echo(f"{c.name} {split} ({scores['n_sentences']} sentences, {data['src_lang']}->"
+               f"{data['tgt_lang']}, beam {num_beams})")
+    click.echo(format_scores(scores))
