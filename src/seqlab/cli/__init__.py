@@ -34,6 +34,7 @@ def _register() -> None:
     main.add_command(gates)
     main.add_command(demo)
     main.add_command(__import__("seqlab.cli.series", fromlist=["series"]).series)
+    main.add_command(__import__("seqlab.cli.translate", fromlist=["translate"]).translate)
     main.add_command(__import__("seqlab.cli.caption", fromlist=["caption"]).caption)
 
 
