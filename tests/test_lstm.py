@@ -183,6 +183,21 @@ def test_padding_never_changes_real_positions():
             assert torch.allclose(alone, a[k:k + 1, :n], atol=1e-6)
             assert torch.allclose(h1[:, 0], ha[:, k], atol=1e-6)
             assert torch.allclose(c1[:, 0], ca[:, k], atol=1e-6)
+    # the recorded gates of each sequence equal those of the sequence run alone
+    gates = lstm(junk, lengths=lengths, return_gates=True)[2]
+    for k in range(3):
+        n = int(lengths[k])
+        alone = lstm(x[k:k + 1, :n], return_gates=True)[2]
+        for field in ("f", "i", "g", "o", "c", "h"):
+            padded_value = getattr(gates, field)[:, :, k]  # (L, D, T, H)
+            assert torch.allclose(padded_value[:, :, :n], getattr(alone, field)[:, :, 0],
+                                  atol=1e-6)
+            assert torch.isnan(padded_value[:, :, n:]).all()
+        for layer in range(2):
+            for direction in range(2):  # select() reads the buffers directly: same values
+                sel = gates.select(layer, direction, k)
+                assert torch.equal(sel["o"], gates.o[layer, direction, k, :n])
+                assert torch.equal(sel["c"], gates.c[layer, direction, k, :n])
 
 
 def test_gates_follow_the_equations_and_natural_time_order():

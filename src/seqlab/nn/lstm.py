@@ -10,6 +10,9 @@ Two ways to run the same weights:
   backward pass is written out too (`_GateLoop.backward`, from `gates.local_derivatives`),
   which keeps training through the gate path within ~2x of the fused kernel.
 
+The gate path's backward is once-differentiable (no gradients of gradients), and the recorded
+gates are detached: they are for looking at, not for putting a loss on.
+
 Both paths agree with `torch.nn.LSTM` (same parameter names, shapes, init, gate order i, f, g,
 o) to float rounding; tests/test_lstm.py checks outputs, states and gradients.
 
@@ -204,6 +207,25 @@ def record_gates(module: nn.Module) -> Iterator[GateStore]:
 
 # ----------------------------------------------------------------------------- the gate loop
 
+# Per-step matmuls below this many multiply-adds run faster on one thread: the work is too
+# small to split, and waiting for a second thread (worse on a shared CPU) costs more.
+_SMALL_STEP_MACS = 1 << 22
+
+
+@contextlib.contextmanager
+def _threads_for_steps(batch: int, hidden: int) -> Iterator[None]:
+    """Run the recurrent loop on one thread when its per-step matmul is small."""
+    before = torch.get_num_threads()
+    small = batch * hidden * 4 * hidden < _SMALL_STEP_MACS
+    if small and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small and before > 1:
+            torch.set_num_threads(before)
+
+
 class _GateLoop(torch.autograd.Function):
     """One layer, one direction over the whole sequence, from the gate functions.
 
@@ -238,21 +260,22 @@ class _GateLoop(torch.autograd.Function):
         # Per-step views made once (unbind is one call; indexing in the loop costs per step).
         acts_t, tanh_t = acts.unbind(0), tanh_cs.unbind(0)
         c_t, h_t = cs.unbind(0), hs.unbind(0)
-        gates_t = [split_gates(a) for a in acts_t]  # (z_i, z_f, z_g, z_o) views of acts[t]
+        # z_i[t], z_f[t], z_g[t], z_o[t]: (B, H) views of acts[t], overwritten by the gates
+        z_i, z_f, z_g, z_o = (z.unbind(0) for z in split_gates(acts))
         mask_t = mask.unbind(0) if mask is not None else None
-        for t in (range(T - 1, -1, -1) if reverse else range(T)):
-            prev, cur = (t + 1, t) if reverse else (t, t + 1)
-            acts_t[t].addmm_(h_t[prev], whh_t)  # (B, 4H) pre-activations
-            z_i, z_f, z_g, z_o = gates_t[t]  # the gates overwrite their pre-activations
-            i = input_gate(z_i, out=z_i)
-            f = forget_gate(z_f, out=z_f)
-            g = cell_update(z_g, out=z_g)
-            o = output_gate(z_o, out=z_o)
-            c = cell_state(f, c_t[prev], i, g, out=c_t[cur])
-            h = hidden_state(o, c, out=h_t[cur], tanh_c_out=tanh_t[t])
-            if mask_t is not None:  # padded rows keep their state
-                torch.where(mask_t[t], c, c_t[prev], out=c)
-                torch.where(mask_t[t], h, h_t[prev], out=h)
+        with _threads_for_steps(B, H):
+            for t in (range(T - 1, -1, -1) if reverse else range(T)):
+                prev, cur = (t + 1, t) if reverse else (t, t + 1)
+                acts_t[t].addmm_(h_t[prev], whh_t)  # (B, 4H) pre-activations
+                i = input_gate(z_i[t], out=z_i[t])
+                f = forget_gate(z_f[t], out=z_f[t])
+                g = cell_update(z_g[t], out=z_g[t])
+                o = output_gate(z_o[t], out=z_o[t])
+                c = cell_state(f, c_t[prev], i, g, out=c_t[cur])
+                h = hidden_state(o, c, out=h_t[cur], tanh_c_out=tanh_t[t])
+                if mask_t is not None:  # padded rows keep their state
+                    torch.where(mask_t[t], c, c_t[prev], out=c)
+                    torch.where(mask_t[t], h, h_t[prev], out=h)
         out = hs[:T] if reverse else hs[1:]
         out = torch.where(mask, out, 0.0) if mask is not None else out.clone()
         last = 0 if reverse else T
@@ -286,16 +309,22 @@ class _GateLoop(torch.autograd.Function):
         dh = g_hn.clone() if g_hn is not None else x.new_zeros(B, H)
         dc = g_cn.clone() if g_cn is not None else x.new_zeros(B, H)
         dZ = x.new_empty(T, B, 4, H)  # dL/d(pre-activations), gate order (i, f, g, o)
-        for t in (range(T) if reverse else range(T - 1, -1, -1)):
-            dh = dh + g_out[t]
-            dc = torch.addcmul(dc, dh, K[t])
-            torch.mul(dc.unsqueeze(1), P[t], out=dZ[t, :, :3])
-            torch.mul(dh, Q[t], out=dZ[t, :, 3])
-            dh_prev = torch.mm(dZ[t].view(B, 4 * H), w_hh)
-            if keep is not None:
-                dh_prev.addcmul_(dh, keep[t])
-            dh = dh_prev
-            dc = dc * f[t]
+        # per-step views, made once
+        g_out_t, K_t, P_t, Q_t, f_t = (v.unbind(0) for v in (g_out, K, P, Q, f))
+        dZ_ifg, dZ_o = dZ[:, :, :3].unbind(0), dZ[:, :, 3].unbind(0)
+        dZ_t = dZ.view(T, B, 4 * H).unbind(0)
+        keep_t = keep.unbind(0) if keep is not None else None
+        with _threads_for_steps(B, H):
+            for t in (range(T) if reverse else range(T - 1, -1, -1)):
+                dh = dh + g_out_t[t]
+                dc = torch.addcmul(dc, dh, K_t[t])
+                torch.mul(dc.unsqueeze(1), P_t[t], out=dZ_ifg[t])
+                torch.mul(dh, Q_t[t], out=dZ_o[t])
+                dh_prev = torch.mm(dZ_t[t], w_hh)
+                if keep_t is not None:
+                    dh_prev.addcmul_(dh, keep_t[t])
+                dh = dh_prev
+                dc = dc * f_t[t]
         dZ2 = dZ.view(T * B, 4 * H)
         need = ctx.needs_input_grad
         dx = torch.mm(dZ2, w_ih).view(T, B, -1) if need[0] else None
