@@ -110,6 +110,18 @@ def test_merge_pieces_into_words() -> None:
     assert maps is not None and maps[:, 0, 0].tolist() == [0.0, 2.0, 4.5]
 
 
+def test_merge_pieces_decodes_byte_pieces() -> None:
+    from seqlab.translate.tokenizer import SubwordTokenizer
+
+    tok = SubwordTokenizer.train(["red square on the left", "blue disc"] * 5, None, 300)
+    [ids] = tok.encode(["red \u2603 square"])             # the snowman is spelled in bytes
+    pieces = tok.ids_to_pieces(ids)
+    assert any(p.startswith("<0x") for p in pieces)
+    att = np.ones((len(ids), 2, 2), np.float32) / 4
+    words, maps = merge_pieces(pieces, att, tok, ids)
+    assert words == ["red", "\u2603", "square"] and maps is not None and maps.shape == (3, 2, 2)
+
+
 def test_exact_match() -> None:
     assert exact_match(["a b", "c", "d"], [["a  b"], ["x", "c"], ["e"]]) == pytest.approx(200 / 3)
     with pytest.raises(ValueError):

@@ -53,20 +53,32 @@ class Caption:
     nbest: list[tuple[str, float]] = field(default_factory=list)
 
 
-def merge_pieces(pieces: Sequence[str], attention: np.ndarray | None
-                 ) -> tuple[list[str], np.ndarray | None]:
-    """Subword pieces (T,) and their maps (T, ...) -> words (W,) and mean maps (W, ...)."""
-    words: list[str] = []
+def word_groups(pieces: Sequence[str]) -> list[list[int]]:
+    """Indices of the subword pieces of each word (a piece starting with "▁" starts a word)."""
     groups: list[list[int]] = []
     for t, p in enumerate(pieces):
-        if p.startswith(WORD_START) or not words:
-            words.append(p.lstrip(WORD_START))
+        if p.startswith(WORD_START) or not groups:
             groups.append([t])
         else:
-            words[-1] += p
             groups[-1].append(t)
-    keep = [i for i, w in enumerate(words) if w]        # a bare "▁" piece is no word
-    words = [words[i] for i in keep]
+    return groups
+
+
+def merge_pieces(pieces: Sequence[str], attention: np.ndarray | None,
+                 tok: SubwordTokenizer | None = None, ids: Sequence[int] | None = None
+                 ) -> tuple[list[str], np.ndarray | None]:
+    """Subword pieces (T,) and their maps (T, ...) -> words (W,) and mean maps (W, ...).
+
+    With `tok` and `ids`, each word is its pieces decoded by the tokenizer (so byte-fallback
+    pieces become the characters they spell); otherwise the pieces are joined.
+    """
+    groups = word_groups(pieces)
+    if tok is not None and ids is not None:
+        words = tok.decode([[ids[t] for t in g] for g in groups])
+    else:
+        words = ["".join(pieces[t] for t in g).lstrip(WORD_START) for g in groups]
+    keep = [i for i, w in enumerate(words) if w.strip()]    # a bare "▁" piece is no word
+    words = [words[i].strip() for i in keep]
     if attention is None:
         return words, None
     maps = [attention[groups[i]].mean(0) for i in keep]
@@ -103,7 +115,7 @@ def caption_tensor(model: CaptionModel, tok: SubwordTokenizer, images: torch.Ten
                     att_np = (att.float().numpy().reshape(-1, G, G) if att is not None
                               else np.zeros((0, G, G), np.float32))
                     c.attention = att_np
-                    c.words, c.word_attention = merge_pieces(c.tokens, att_np)
+                    c.words, c.word_attention = merge_pieces(c.tokens, att_np, tok, best.tokens)
                     c.image = (chunk[row].permute(1, 2, 0) * 255).round().byte().numpy()
                 out.append(c)
         return out

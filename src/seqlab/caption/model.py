@@ -2,8 +2,12 @@
 Tell, Xu et al. 2015, with Luong-style input feeding from `seqlab.nn.decoder`).
 
     images (B, 3, S, S) -> ConvEncoder -> regions (B, G*G, D)   the decoder's memory (no mask)
-    mean over regions (B, D) -> bridge -> decoder (h0, c0)
+    decoder (h0, c0) = 0 (default), or a bridge from the mean region (`bridge=True`, as SAT)
     tgt_in (B, T) -> AttentionDecoder over the regions -> (B, T, H) -> vocabulary logits
+
+Without the bridge (the default) the whole image reaches the decoder through attention: with
+it, the decoder can read most of a short emoji name from the mean feature and the attention
+drifts to background "sink" regions, which makes for uninformative pictures.
 
 Loss: label-smoothed cross-entropy summed over real caption tokens (PAD rows never reach the
 vocabulary projection), plus optionally Show-Attend-and-Tell's "doubly stochastic" penalty
@@ -37,7 +41,9 @@ class CaptionerConfig:
     attn_dim: int | None = 128     # additive: score MLP size (None: dec_hidden)
     num_heads: int = 1
     input_feeding: bool = True
-    dropout: float = 0.2
+    bridge: bool = False           # (h0, c0) from the mean region; off: the image reaches the
+                                   # decoder only through attention, so attention must be useful
+    dropout: float = 0.1
     label_smoothing: float = 0.1
     attn_reg: float = 0.0          # doubly stochastic attention penalty (0 = off)
     max_len: int = 40              # default limit on generated tokens
@@ -75,7 +81,7 @@ class CaptionModel(nn.Module):
         self.decoder = AttentionDecoder(DecoderConfig(
             vocab_size=cfg.vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.dec_hidden,
             memory_dim=cfg.feat_dim, attention=cfg.attention, attn_dim=cfg.attn_dim,
-            num_heads=cfg.num_heads, input_feeding=cfg.input_feeding, bridge=True,
+            num_heads=cfg.num_heads, input_feeding=cfg.input_feeding, bridge=cfg.bridge,
             dropout=cfg.dropout, pad_id=cfg.pad_id))
 
     def num_parameters(self) -> int:
@@ -83,7 +89,7 @@ class CaptionModel(nn.Module):
 
     def encode(self, images: Tensor) -> tuple[Memory, DecoderState]:
         """images: (B, 3, S, S) in [0, 1]. Returns the memory (B, G*G, D) and the initial state
-        (bridge from the mean region feature)."""
+        (zeros, or the bridge from the mean region feature)."""
         regions = self.encoder(images)                                       # (B, G*G, D)
         memory = self.decoder.make_memory(regions)                          # all regions real
         return memory, self.decoder.init_state(memory)

@@ -30,6 +30,11 @@ from seqlab.io import save_figure_atomic
 __all__ = ["overlay_attention", "plot_attention_strip", "upsample_map"]
 
 
+def _printable(text: str) -> str:
+    """Titles: control characters (a byte-fallback piece can spell one) shown as U+FFFD."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+
+
 def upsample_map(weights: np.ndarray, size: int) -> np.ndarray:
     """(G, G) weights -> (size, size) float map in [0, 1] (bilinear, scaled by its max)."""
     from PIL import Image
@@ -93,9 +98,9 @@ def plot_attention_strip(image: np.ndarray, words: Sequence[str], maps: Any,
     for i, (word, w) in enumerate(zip(words, maps, strict=True)):
         ax = axes.flat[i + 1]
         ax.imshow(overlay_attention(image, w), interpolation="bilinear")
-        ax.set_title(f"{word}\n(top region {100 * float(w.max()):.0f}%)", fontsize=9)
+        ax.set_title(f"{_printable(word)}\n(top region {100 * float(w.max()):.0f}%)", fontsize=9)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(_printable(title), fontsize=10)
     if out_path is not None:
         save_figure_atomic(fig, Path(out_path), dpi=110)
     return fig

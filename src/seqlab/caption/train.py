@@ -77,7 +77,7 @@ class CaptionDataConfig:
 
 def default_train_config(**kw: Any) -> TrainConfig:
     """The translator's TrainConfig with captioning defaults: batches of 64 images."""
-    base = dict(batch_tokens=None, batch_size=64, lr=2e-3, warmup_steps=100, eval_every=200,
+    base = dict(batch_tokens=None, batch_size=64, lr=3e-3, warmup_steps=100, eval_every=150,
                 eval_sentences=400, eval_batch_size=128, patience=10, log_every=25)
     return TrainConfig(**{**base, **kw})
 

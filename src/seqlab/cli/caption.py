@@ -39,8 +39,8 @@ def caption() -> None:
 @click.option("--image-size", type=int, default=64, show_default=True,
               help="Images are resized to this square size (multiple of 8: 8x8 regions).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--eval-every", type=int, default=200, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--eval-every", type=int, default=150, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
