@@ -123,9 +123,9 @@ def builtin_memory_run(cfg: MemoryTaskConfig | None = None) -> GatesRun:
     labels = [str(t) for t in range(T)]
     labels[store], labels[recall] = f"{store}\nSTORE", f"{recall}\nRECALL"
     title = (f"LSTM gates on the remember-until-recall task (H={cfg.hidden_size}, trained "
-             f"{cfg.train_steps} steps, MSE {loss:.4f}):\nit must keep the value "
-             f"{float(x[0, store, 0]):+.2f} seen at STORE (step {store}) and output it at "
-             f"RECALL (step {recall}); it outputs {answer:+.2f}")
+             f"{cfg.train_steps} steps, MSE {loss:.4f}):\nkeep the value "
+             f"{float(x[0, store, 0]):+.2f} seen at STORE (step {store}) until RECALL "
+             f"(step {recall}); the LSTM outputs {answer:+.2f}")
     inputs = {"value": x[0, :, 0], "store flag": x[0, :, 1], "recall flag": x[0, :, 2]}
     return GatesRun(gates, title, labels, inputs, {store: "STORE", recall: "RECALL"})
 
@@ -340,7 +340,8 @@ def user_run(text: str | None, csv_path: Path | None, column: str | None,
               show_default=True, help="Training steps on your input (without --weights).")
 @click.option("--max-steps", type=click.IntRange(1, 2000), default=150, show_default=True,
               help="Draw at most this many time steps (from the start).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the training (initial weights and batches).")
 @click.option("--save-weights", type=click.Path(path_type=Path), default=None,
               help="Also save the trained LSTM (.safetensors) for later --weights use.")
 def gates(text: str | None, csv_path: Path | None, column: str | None, weights: Path | None,

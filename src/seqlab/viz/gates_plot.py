@@ -151,7 +151,7 @@ def plot_gates(gates: LSTMGates, out_path: str | os.PathLike[str] | None = None,
     else:
         for ax in axes:
             ax.tick_params(axis="x", labelbottom=ax is bottom, labelsize=8)
-    chars = int(width * 8.5)  # ~characters per line at 12 pt
+    chars = int(width * 10.5)  # ~characters per line at 12 pt
     fig.suptitle("\n".join(textwrap.fill(line, chars) for line in title.splitlines()),
                  fontsize=12)
     if out_path is not None:
