@@ -209,7 +209,8 @@ def main() -> None:
     out_path = Path(args.out)
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
     runs = previous.get("runs", {})
-    key = args.config + ("" if subset is None and len(categories) == 3 else "_subset")
+    key = args.config + ("" if args.threshold == "gaussian" else f"_{args.threshold}") \
+        + ("" if subset is None and len(categories) == 3 else "_subset")
     runs[key] = {"machine": machine_info(), "config": cfg,
                  "settings": {k: v for k, v in vars(args).items() if k != "out"},
                  "summary": summary, "per_series": rows}
