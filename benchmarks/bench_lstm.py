@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -106,7 +107,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     rows = bench(args.rounds)
+    load_after = os.getloadavg()[0]
     print(f"{'shape (B,T,I,H)':<16} {'mode':<17} {'contender':<18} {'median ms':>10} "
           f"{'throughput/nn.LSTM':>19} {'(of minima)':>12}")
     for r in rows:
@@ -122,6 +125,8 @@ def main() -> None:
         "cpu": cpu_model(),
         "dtype": "float32",
         "rounds": args.rounds,
+        "load_average_1min": {"before": round(load_before, 2), "after": round(load_after, 2),
+                              "cpus": os.cpu_count()},
         "goals": {"fast_throughput_ratio_min": 0.95, "gates_time_ratio_max": 3.0},
         "results": rows,
     })
