@@ -102,3 +102,24 @@ def test_bad_input_file_line_is_named(trained_run, tmp_path):
     r = invoke("translate", "train", "--out", str(tmp_path / "r"), "--corpus", str(bad))
     assert r.exit_code == 2
     assert "bad.tsv" in r.stderr and ":2" in r.stderr
+
+
+def test_readme_demo_function(tmp_path):
+    """run_translate_demo (what `seqlab demo` calls), on a tiny corpus and a few seconds."""
+    import torch
+
+    from seqlab.translate.api import run_translate_demo
+
+    corpus = write_corpus(tmp_path / "pairs.tsv", n=120)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = run_translate_demo(tmp_path / "demo", minutes=0.02, corpus=str(corpus),
+                                 sentences=["I see two red cats .", "I have one dog ."],
+                                 progress=False, model_size=16, vocab_size=300)
+    finally:
+        torch.set_num_threads(threads)
+    assert res["train"]["steps"] >= 1
+    assert len(res["translations"]) == 2
+    for t in res["translations"]:
+        assert Path(t["plot"]).read_bytes()[:8] == PNG

@@ -23,34 +23,34 @@ from seqlab.nn.lstm import LSTM
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
     """Summed label-smoothed cross-entropy, equal to
-    `F.cross_entropy(logits, target, label_smoothing=eps, reduction="sum")` but with two passes
-    over the (N, V) logits instead of about six: with lse = logsumexp(z),
+    `F.cross_entropy(logits, target, label_smoothing=eps, reduction="sum")` with fewer passes
+    over the large (N, V) logits and one (N, V) buffer: with logp = log_softmax(z),
 
-        loss_n = lse - (1 - eps) z_y - (eps / V) sum_v z_v
+        loss_n = -(1 - eps) logp_y - (eps / V) sum_v logp_v
         dloss/dz = softmax(z) - (1 - eps) onehot(y) - eps / V
+
+    The backward turns the saved logp into the gradient in place (so it runs once per forward).
     """
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float) -> Tensor:
         V = logits.size(1)
-        lse = torch.logsumexp(logits, dim=1)                               # (N,)
-        z_y = logits.gather(1, target.unsqueeze(1)).squeeze(1)             # (N,)
-        loss = lse - (1.0 - eps) * z_y
+        logp = torch.log_softmax(logits, dim=1)                            # (N, V)
+        loss = -(1.0 - eps) * logp.gather(1, target.unsqueeze(1)).sum()
         if eps:
-            loss = loss - (eps / V) * logits.sum(1)
-        ctx.save_for_backward(logits, target, lse)
+            loss = loss - (eps / V) * logp.sum()
+        ctx.save_for_backward(logp, target)
         ctx.eps = eps
-        return loss.sum()
+        return loss
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        logits, target, lse = ctx.saved_tensors
-        eps, V = ctx.eps, logits.size(1)
-        g = torch.sub(logits, lse.unsqueeze(1)).exp_()                    # softmax (N, V)
+        logp, target = ctx.saved_tensors
+        eps, V = ctx.eps, logp.size(1)
+        g = logp.exp_()                                                    # softmax, in place
         if eps:
             g.sub_(eps / V)
-        g.scatter_add_(1, target.unsqueeze(1),
-                       g.new_full((g.size(0), 1), -(1.0 - eps)))
+        g.scatter_add_(1, target.unsqueeze(1), g.new_full((g.size(0), 1), -(1.0 - eps)))
         return g.mul_(grad), None, None
 
 
