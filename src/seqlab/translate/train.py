@@ -488,6 +488,7 @@ def _train(out: Path, resume: bool, mcfg: TranslatorConfig | None,
                 log_records.append(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}",
                                 refresh=False)
+                write_log()   # small; lines past the last checkpoint are dropped on resume
                 win_tokens, win_loss, win_t0 = 0, 0.0, time.perf_counter()
             if prog.step % train_cfg.eval_every == 0:
                 t_eval = time.perf_counter()
