@@ -37,7 +37,7 @@ def caption() -> None:
 @click.option("--vocab-size", type=int, default=1000, show_default=True,
               help="Sentencepiece vocabulary (>= 300: 260 pieces are specials and bytes).")
 @click.option("--image-size", type=int, default=64, show_default=True,
-              help="Images are resized to this square size (multiple of 8: 8x8 regions).")
+              help="Images are resized to this square size (multiple of 8; size/8 regions a side).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True)
 @click.option("--eval-every", type=int, default=150, show_default=True)
@@ -64,6 +64,8 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
         tcfg = default_train_config(batch_size=batch_size, lr=lr, eval_every=eval_every,
                                     seed=seed, threads=threads, max_steps=max_steps,
                                     time_budget_min=minutes)
+        if data != "emoji":   # absolute, so `eval` finds the data from any directory
+            data = str(Path(data).resolve())
         dcfg = CaptionDataConfig(data=data, split=split, split_seed=seed, vocab_size=vocab_size,
                                  image_size=image_size)
         summary = train_captioner(out_dir, model_cfg={"attention": attention}, train_cfg=tcfg,
