@@ -19,8 +19,9 @@ One run does everything, in this order:
    on KeyboardInterrupt). Like seqlab, it validates every 500 steps with greedy BLEU on the
    first 500 dev pairs; the evaluated checkpoint is the better of its best-validation and its
    final weights by that dev-500 BLEU (what seqlab's training does at its end).
-4. seqlab: `train_translator` with the same corpus object and budget (its time budget also
-   counts from the first batch and includes its periodic dev evaluations).
+4. seqlab: the same thread calibration (`--seqlab-threads auto`, on a 20k-pair sample), then
+   `train_translator` with the same corpus object and budget (its time budget also counts from
+   the first batch and includes its periodic dev evaluations).
 5. Evaluation, interleaved system by system: dev and test, greedy and beam 5, batch 64
    sentences; hypotheses are scored by seqlab's `score_corpus` (sacreBLEU BLEU and chrF on
    detokenised text against the original references) for both systems; decoding speed is
@@ -323,7 +324,8 @@ def parse_args() -> argparse.Namespace:
                     help="training seconds per thread setting in the Joey calibration")
     ap.add_argument("--joey-lr", type=float, default=JoeySettings.lr,
                     help="Joey's (constant) Adam learning rate; default = seqlab's peak lr")
-    ap.add_argument("--seqlab-threads", type=int, default=2)
+    ap.add_argument("--seqlab-threads", default="auto", choices=["auto", "1", "2"],
+                    help="auto: the same calibration as for Joey (on a 20k-pair sample)")
     ap.add_argument("--train-limit", type=int, default=None,
                     help="use a seeded random sample of this many training pairs (smoke runs)")
     ap.add_argument("--eval-limit", type=int, default=None,
@@ -497,18 +499,38 @@ def main() -> None:
 
     # 4. seqlab ---------------------------------------------------------------------------------
     run_dir = work / "seqlab"
+    seqlab_threads = 2 if args.seqlab_threads == "auto" else int(args.seqlab_threads)
+    scalib: dict[str, Any] = {}
     if not args.skip_seqlab:
         from seqlab.translate.train import DataConfig, TrainConfig, train_translator
 
         model_cfg = {"emb_dim": settings.emb_dim, "enc_hidden": settings.enc_hidden,
                      "dec_hidden": settings.dec_hidden, "attention": "additive",
                      "input_feeding": True, "bridge": True}
-        train_cfg = TrainConfig(time_budget_min=args.minutes, seed=args.seed,
-                                threads=args.seqlab_threads, max_epochs=10**6)
         data_cfg = DataConfig(corpus=args.corpus, src_lang=args.src, tgt_lang=args.tgt,
                               data_dir=args.data_dir, split_seed=args.seed,
                               vocab_size=args.vocab_size, shared_vocab=True, max_len=MAX_LEN)
-        print(f"seqlab: training {args.minutes:g} min with {args.seqlab_threads} thread(s)",
+        if args.seqlab_threads == "auto":
+            # as for Joey: a short training per setting (on a sample, so the tokenizer that
+            # train_translator trains first is quick), whole-run target tokens/s
+            sample = limited(corpus, min(20000, len(corpus.train)), None, args.seed)
+            for threads in (1, 2):
+                cdir = work / f"seqlab_calib{threads}"
+                cal = train_translator(
+                    cdir, model_cfg=model_cfg, data_cfg=data_cfg, corpus=sample,
+                    train_cfg=TrainConfig(time_budget_min=args.calib_seconds / 60,
+                                          seed=args.seed, threads=threads, max_epochs=10**6,
+                                          eval_sentences=50),
+                    progress=False, echo=lambda _msg: None)
+                scalib[str(threads)] = {"tokens_per_s": cal["train_tokens_per_s"],
+                                        "steps": cal["steps"], "seconds": cal["seconds"]}
+                shutil.rmtree(cdir, ignore_errors=True)
+                print(f"seqlab calibration, {threads} thread(s): "
+                      f"{cal['train_tokens_per_s'] or 0:.0f} target tokens/s", flush=True)
+            seqlab_threads = max((1, 2), key=lambda t: scalib[str(t)]["tokens_per_s"] or 0.0)
+        train_cfg = TrainConfig(time_budget_min=args.minutes, seed=args.seed,
+                                threads=seqlab_threads, max_epochs=10**6)
+        print(f"seqlab: training {args.minutes:g} min with {seqlab_threads} thread(s)",
               flush=True)
         with LoadSampler(load_samples, "seqlab_train"):
             summary = train_translator(run_dir, model_cfg=model_cfg, train_cfg=train_cfg,
@@ -519,16 +541,18 @@ def main() -> None:
         s_windows = [r["tokens_per_s"] for r in log if r.get("tokens_per_s")]
         seqlab_rate = window_rate(s_windows)
         record["seqlab"] = {
-            "config": scfg, "threads": args.seqlab_threads, "train_summary": summary,
+            "config": scfg, "threads": seqlab_threads,
+            "thread_calibration": scalib or "fixed by --seqlab-threads",
+            "train_summary": summary,
             "api_call": "train_translator(run_dir, model_cfg, TrainConfig(time_budget_min="
-                        f"{args.minutes:g}, seed={args.seed}, threads={args.seqlab_threads}), "
+                        f"{args.minutes:g}, seed={args.seed}, threads={seqlab_threads}), "
                         "DataConfig(...), corpus=<the corpus above>)",
             "equivalent_cli": None if (args.train_limit or args.eval_limit) else (
                 f"seqlab translate train --corpus {args.corpus} --src {args.src} "
                 f"--tgt {args.tgt} --out RUN --attention additive --hidden "
                 f"{settings.dec_hidden} --emb {settings.emb_dim} --vocab-size "
                 f"{args.vocab_size} --time-budget {args.minutes:g} --seed {args.seed} "
-                f"--threads {args.seqlab_threads} --max-epochs 1000000"),
+                f"--threads {seqlab_threads} --max-epochs 1000000"),
             "tokens_per_s_windows_median": seqlab_rate,
             "tokens_per_s_overall": summary.get("train_tokens_per_s"),
             "windows": [{"step": r["step"], "tokens_per_s": r["tokens_per_s"]} for r in log
@@ -567,7 +591,7 @@ def main() -> None:
                               "sentences_per_s": job["n_sentences"] / job["seconds"],
                               "command": r["command"], "examples": job["hyps"][:3]}
         if translator is not None:
-            torch.set_num_threads(args.seqlab_threads)
+            torch.set_num_threads(seqlab_threads)
             t0 = time.perf_counter()
             hyps = translator.translate(list(srcs[split]), num_beams=beam, batch_size=64)
             sec = time.perf_counter() - t0
@@ -588,7 +612,7 @@ def main() -> None:
     # 6. the table ------------------------------------------------------------------------------
     peak = {1: peaks[1]["gflops_peak"], 2: peaks[2]["gflops_peak"]}
     fpt = flops["train_flops_per_target_token"]
-    rows = build_rows(record, fpt, peak, joey_threads, args.seqlab_threads)
+    rows = build_rows(record, fpt, peak, joey_threads, seqlab_threads)
     record["table"] = rows
     record["machine"]["loadavg_end"] = os.getloadavg()
     record["total_seconds"] = time.perf_counter() - t_bench
@@ -639,7 +663,7 @@ def print_table(rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
     print(f"\n{record['data']['corpus']} {record['data']['src_lang']}->"
           f"{record['data']['tgt_lang']}, {record['args']['minutes']:g} min each; "
           f"{m['cpu_model']}; Joey {record['joey']['threads']} thread(s), seqlab "
-          f"{record['args']['seqlab_threads']}")
+          f"{record['seqlab']['threads'] if 'seqlab' in record else '-'}")
     print(f"{'figure':<52} {'Joey NMT':>10} {'seqlab':>10} {'seqlab/Joey':>12}")
     for r in rows:
         def f(v: float | None, fmt: str) -> str:

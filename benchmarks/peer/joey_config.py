@@ -9,7 +9,8 @@ sentence pairs and the same subword model:
 - vocabulary: the sentencepiece pieces in id order, minus the four specials (Joey adds its own
   `<unk> <pad> <s> </s>` in front, joeynmt/vocabulary.py), so both vocabularies have the same
   pieces and size;
-- config: JSON, which Joey's `yaml.safe_load` reads as YAML (no PyYAML needed on our side).
+- config: JSON-like YAML written by `to_yaml` (no PyYAML needed on our side; floats are written
+  so that YAML 1.1 does not read `1e-08` as a string).
 
 Model: the same size as seqlab's default translator: embeddings 256, 1-layer bidirectional LSTM
 encoder 256 per direction, LSTM decoder 256 with Bahdanau (additive) attention, input feeding,
@@ -154,10 +155,46 @@ def joey_config(*, name: str, model_dir: Path, train_prefix: Path | None, dev_pr
     }
 
 
+def _yaml_float(x: float) -> str:
+    """A float PyYAML (YAML 1.1) reads back as a float: it needs a '.' and a signed exponent,
+    so JSON's `1e-08` (a *string* to PyYAML) is written `1.0e-08`."""
+    text = repr(float(x))
+    if text in ("inf", "-inf", "nan"):
+        return {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[text]
+    mant, _, exp = text.partition("e")
+    if "." not in mant:
+        mant += ".0"
+    if exp and exp[0] not in "+-":
+        exp = "+" + exp
+    return mant + ("e" + exp if exp else "")
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """YAML in JSON-like flow style (strings quoted as JSON), floats safe for YAML 1.1."""
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _yaml_float(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{json.dumps(str(k))}: {to_yaml(v, indent + 2)}"
+                 for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(to_yaml(v, indent + 2) for v in value) + "]"
+    raise TypeError(f"to_yaml: cannot write {type(value).__name__}")
+
+
 def write_config(cfg: dict[str, Any], path: Path) -> Path:
-    """Write the config as JSON (valid YAML for Joey's `yaml.safe_load`)."""
+    """Write the config for Joey's `yaml.safe_load` (JSON-like YAML, see `to_yaml`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    path.write_text(to_yaml(cfg) + "\n", encoding="utf-8")
     return path
 
 
