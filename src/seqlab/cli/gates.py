@@ -4,6 +4,8 @@
     seqlab gates --text "hello world" -o g.png     # characters as inputs
     seqlab gates --csv data.csv --column temp --units 0,3,5 -o g.svg
     seqlab gates --text "..." --weights lstm.safetensors   # torch.nn.LSTM-compatible names
+    seqlab gates --model runs/series --csv data.csv --start 500   # a series model's encoder
+    seqlab gates --model runs/translator --text "I am cold."     # a translator's encoder
 
 Without --weights, a tiny LSTM (seeded, a few seconds on one core) first learns to predict the
 next character / value of the given sequence, so the gates show something learned rather than
@@ -318,6 +320,60 @@ def user_run(text: str | None, csv_path: Path | None, column: str | None,
     return GatesRun(gates, title, labels[:T] if labels else None, inputs), lstm
 
 
+# ----------------------------------------------------------------------------- trained models
+
+def model_run(model_dir: Path, text: str | None, csv_path: Path | None, start: int,
+              max_steps: int) -> GatesRun:
+    """The encoder gates of a trained seqlab model: a series autoencoder run (over one window
+    of --csv, from --start) or a translator run (over the subword pieces of --text)."""
+    cfg_path = model_dir / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"--model: {model_dir} is not a seqlab run directory (no config.json)")
+    try:
+        fmt = json.loads(cfg_path.read_text(encoding="utf-8")).get("format")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{cfg_path}: not valid JSON ({err})") from None
+    from seqlab.series.estimator import FORMAT as SERIES_FORMAT
+
+    if fmt == SERIES_FORMAT:
+        from seqlab.series.estimator import SeriesAutoencoder
+
+        if csv_path is None or text is not None:
+            raise UserError("--model: a series autoencoder reads a CSV; give --csv FILE "
+                            "(and --start INDEX for the window)")
+        est = SeriesAutoencoder.load(model_dir)
+        data = est.read_data(csv_path)
+        if not 0 <= start <= len(data.values) - est.window:
+            raise UserError(f"--start: {start} leaves no full window of {est.window} points in "
+                            f"{csv_path} ({len(data.values)} points)")
+        gates, values = est.encoder_gates(data, start)  # (L,1,1,T,H), (T, C)
+        inputs = {name: torch.as_tensor(values[:, k], dtype=torch.float32)
+                  for k, name in enumerate(est.columns_)}
+        title = (f"Encoder gates of the series autoencoder {model_dir.name} over points "
+                 f"{start}-{start + est.window - 1} of {csv_path.name} (window {est.window}, "
+                 f"H={gates.f.shape[-1]})")
+        return GatesRun(gates, title, None, inputs)
+
+    from seqlab.translate.api import Translator
+
+    if text is None or csv_path is not None:
+        raise UserError("--model: a translator reads a sentence; give --text \"...\"")
+    if not text.strip():
+        raise UserError("--text: empty sentence; give at least one word")
+    tr = Translator.load(model_dir)
+    pieces = tr.tok.src.encode_pieces([text])[0][:max_steps]
+    ids = tr.tok.src.encode([text])[0][:max_steps]
+    if tr.src_eos and len(ids) < max_steps:
+        ids, pieces = ids + [tr.tok.src.eos_id], pieces + ["</s>"]
+    src = torch.tensor([ids])                                               # (1, S)
+    with torch.no_grad():
+        emb = tr.model.src_embed(src)                                       # (1, S, E)
+        _, _, gates = tr.model.encoder(emb, return_gates=True)
+    title = (f"Encoder gates of the translator {model_dir.name} over {text[:40]!r} "
+             f"({len(ids)} subword steps, H={gates.f.shape[-1]}, --direction 1 = right-to-left)")
+    return GatesRun(gates, title, pieces)
+
+
 # ----------------------------------------------------------------------------- command
 
 @click.command("gates")
@@ -344,9 +400,15 @@ def user_run(text: str | None, csv_path: Path | None, column: str | None,
               help="Seed of the training (initial weights and batches).")
 @click.option("--save-weights", type=click.Path(path_type=Path), default=None,
               help="Also save the trained LSTM (.safetensors) for later --weights use.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+              help="A trained seqlab run directory (series autoencoder: with --csv; "
+                   "translator: with --text): draw its encoder's gates.")
+@click.option("--start", type=click.IntRange(0), default=0, show_default=True,
+              help="With --model RUN --csv FILE: first point of the window to draw.")
 def gates(text: str | None, csv_path: Path | None, column: str | None, weights: Path | None,
           units: str | None, output: Path, layer: int, direction: int, hidden_size: int,
-          train_steps: int, max_steps: int, seed: int, save_weights: Path | None) -> None:
+          train_steps: int, max_steps: int, seed: int, save_weights: Path | None,
+          model_dir: Path | None, start: int) -> None:
     """Draw an LSTM's gates over time (forget, input, cell update, output; C and h).
 
     With no input, trains a tiny LSTM on a built-in remember-until-recall task and draws it.
@@ -360,7 +422,12 @@ def gates(text: str | None, csv_path: Path | None, column: str | None, weights: 
     if column is not None and csv_path is None:
         raise UserError("--column: only used with --csv FILE")
     unit_list = parse_units(units)
-    if text is None and csv_path is None:
+    if model_dir is not None:
+        if weights is not None or column is not None:
+            raise UserError("--model: the run directory fixes the weights and columns; drop "
+                            "--weights/--column")
+        run = model_run(model_dir, text, csv_path, start, max_steps)
+    elif text is None and csv_path is None:
         if weights is not None:
             raise UserError("--weights: also give the input to run them on (--text or --csv)")
         run = builtin_memory_run()
