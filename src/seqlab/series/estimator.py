@@ -16,13 +16,23 @@ sums, never O(N * window). Scoring uses windows every `score_stride` points (def
 `max(1, window // 16)`: each point is still covered by ~16 windows; the last window is flush
 with the end, so every point is scored). Per-point error = mean over the covering windows.
 
-Scores (higher = more anomalous), per `threshold`:
+Scores (higher = more anomalous) and thresholds, per `threshold`:
 - "gaussian": squared Mahalanobis distance of each point's error vector under the Gaussian
-  error model fitted on normal validation errors (EncDec-AD);
-- "quantile": the point's mean absolute reconstruction error over channels (scaled units).
-In both cases `threshold_` is the `threshold_quantile` quantile of the scores on the normal
-validation data (or of `fit_threshold`'s data); `calibrate_threshold` is the only path that
-uses labels, and it is recorded in `threshold_source_`.
+  error model fitted on normal validation errors (EncDec-AD); `threshold_` is the
+  `threshold_quantile` quantile of those scores on the normal validation data;
+- "quantile": the point's mean absolute reconstruction error over channels (scaled units),
+  same threshold rule;
+- "sigma" and "dynamic": a one-sided score, each channel's error relative to its mean normal
+  error (`scoring.relative_error`), smoothed over time by an EWMA (Hundman et al. 2018);
+  the threshold comes from these scores on ALL the normal fitting series (training part
+  in-sample plus the held-out tail: the tail alone is too short to show the tail of the error
+  distribution): mean + 4 std ("sigma", Orion's fixed threshold) or Hundman's non-parametric
+  dynamic threshold ("dynamic").
+`smoothing` (EWMA span in points; None: window // 2 for "sigma"/"dynamic", off otherwise) and
+`prune` (Hundman's minimum peak decrease for `detect_events`; None: 0.13 for "sigma"/"dynamic",
+off otherwise) apply to every mode. `fit_threshold(X)` refits on other normal data;
+`calibrate_threshold` is the only path that uses labels, and it is recorded in
+`threshold_source_`.
 """
 
 from __future__ import annotations
@@ -47,15 +57,23 @@ from seqlab.io import save_safetensors_atomic, write_json_atomic
 from seqlab.series.io import SeriesData, as_series, parse_columns, read_series_csv
 from seqlab.series.model import DECODER_INPUTS, AutoencoderConfig, LSTMAutoencoder
 from seqlab.series.scoring import (
+    PRUNE_MIN_DECREASE,
     ErrorAccumulator,
     GaussianErrorModel,
     calibrated_threshold,
+    dynamic_threshold,
+    ewma,
     flags_to_events,
+    prune_events,
     quantile_threshold,
+    relative_error,
+    sigma_threshold,
 )
 from seqlab.series.windows import Scaler, fill_missing, iter_window_batches, window_starts
 
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
+THRESHOLDS = ("gaussian", "quantile", "sigma", "dynamic")
+ONE_SIDED = ("sigma", "dynamic")  # smoothed relative-error score, threshold from all normal data
 INFER_BATCH = 512  # windows per inference batch: bounds memory at 512 * window * C floats
 
 
@@ -67,7 +85,8 @@ class SeriesAutoencoder:
                  threshold: str = "gaussian", threshold_quantile: float = 0.995,
                  missing: str = "interpolate", seed: int = 0, device: str = "cpu",
                  verbose: bool = False, score_stride: int | None = None,
-                 columns: str | list[str] | None = None, num_threads: int | None = None):
+                 columns: str | list[str] | None = None, num_threads: int | None = None,
+                 smoothing: int | None = None, prune: float | None = None):
         self.window = window
         self.stride = stride
         self.hidden_size = hidden_size
@@ -89,6 +108,8 @@ class SeriesAutoencoder:
         self.score_stride = score_stride
         self.columns = columns
         self.num_threads = num_threads
+        self.smoothing = smoothing
+        self.prune = prune
 
     # ------------------------------------------------------------------ sklearn plumbing
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -108,9 +129,13 @@ class SeriesAutoencoder:
                f"hidden_size={self.hidden_size}, decoder_input={self.decoder_input!r})"
 
     def _check_params(self) -> None:
-        if self.threshold not in ("gaussian", "quantile"):
-            raise ValueError("threshold: expected 'gaussian' or 'quantile', "
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(f"threshold: expected one of {', '.join(THRESHOLDS)}, "
                              f"got {self.threshold!r}")
+        if self.smoothing is not None and int(self.smoothing) < 0:
+            raise ValueError(f"smoothing: expected None or a span >= 0, got {self.smoothing}")
+        if self.prune is not None and not 0.0 <= float(self.prune) < 1.0:
+            raise ValueError(f"prune: expected None or 0 <= p < 1, got {self.prune}")
         if self.decoder_input not in DECODER_INPUTS:
             raise ValueError(f"decoder_input: expected one of {DECODER_INPUTS}, "
                              f"got {self.decoder_input!r}")
@@ -125,6 +150,20 @@ class SeriesAutoencoder:
     @property
     def score_stride_(self) -> int:
         return int(self.score_stride) if self.score_stride else max(1, self.window // 16)
+
+    @property
+    def smoothing_(self) -> int:
+        """EWMA span (points) applied to the per-point score; 0 or 1 = none."""
+        if self.smoothing is not None:
+            return int(self.smoothing)
+        return max(1, self.window // 2) if self.threshold in ONE_SIDED else 0
+
+    @property
+    def prune_(self) -> float:
+        """Hundman's minimum peak decrease used by `detect_events`; 0 = no pruning."""
+        if self.prune is not None:
+            return float(self.prune)
+        return PRUNE_MIN_DECREASE if self.threshold in ONE_SIDED else 0.0
 
     def _fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -255,14 +294,17 @@ class SeriesAutoencoder:
             num_layers=int(self.num_layers), dropout=float(self.dropout),
             reverse_target=bool(self.reverse_target), decoder_input=self.decoder_input)
         self._train(train_set, val_set)
-        # Error model and threshold on normal held-out data.
+        # Error model and threshold on normal held-out data (one-sided modes: all normal data).
         if kind == "samples":
-            errors = self._sample_errors(val_set.x)                           # (n, T, C)
-            self._fit_error_model(errors.reshape(-1, C))
+            self._fit_error_model(self._sample_errors(val_set.x))            # (n, T, C)
+            where = f"normal validation data ({self.validation_})"
+        elif self.threshold in ONE_SIDED:
+            self._fit_error_model(self._point_errors(x))                     # (N, C)
+            where = f"all {len(x)} normal fitting points (validation: {self.validation_})"
         else:
             self._fit_error_model(self._point_errors(val_set.x))
-        self.threshold_source_ = f"quantile {self.threshold_quantile} of {self.threshold} " \
-                                 f"scores on normal validation data ({self.validation_})"
+            where = f"normal validation data ({self.validation_})"
+        self.threshold_source_ = f"{self._threshold_rule()} of {self.threshold} scores on {where}"
         return self
 
     def _train(self, train_set: _WindowSet, val_set: _WindowSet) -> None:
@@ -348,16 +390,32 @@ class SeriesAutoencoder:
         return np.concatenate(out)
 
     def _score_errors(self, errors: np.ndarray) -> np.ndarray:
-        """(..., C) error vectors -> (...) anomaly scores."""
+        """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores (smoothed along T
+        when `smoothing_` > 1)."""
         if self.threshold == "gaussian":
-            return self.error_model_.score(errors)
-        return errors.mean(axis=-1)
+            s = self.error_model_.score(errors)
+        elif self.threshold == "quantile":
+            s = errors.mean(axis=-1)
+        else:
+            s = relative_error(errors, self.error_model_.mean)
+        return ewma(s, self.smoothing_)
+
+    def _threshold_rule(self) -> str:
+        return {"sigma": "mean + 4 std", "dynamic": f"Hundman's dynamic threshold "
+                f"(z = {getattr(self, 'threshold_z_', float('nan')):g})"}.get(
+                    self.threshold, f"quantile {self.threshold_quantile}")
 
     def _fit_error_model(self, errors: np.ndarray, refit_model: bool = True) -> None:
-        """errors: (M, C) per-point error vectors of normal data."""
+        """errors: (..., T, C) per-point error vectors of normal data, time-ordered along T."""
         if refit_model:
-            self.error_model_ = GaussianErrorModel.fit(errors)
-        self.threshold_ = quantile_threshold(self._score_errors(errors), self.threshold_quantile)
+            self.error_model_ = GaussianErrorModel.fit(errors.reshape(-1, errors.shape[-1]))
+        scores = self._score_errors(errors).ravel()
+        if self.threshold == "sigma":
+            self.threshold_ = sigma_threshold(scores)
+        elif self.threshold == "dynamic":
+            self.threshold_, self.threshold_z_ = dynamic_threshold(scores)
+        else:
+            self.threshold_ = quantile_threshold(scores, self.threshold_quantile)
 
     # ------------------------------------------------------------------ public API
     def transform(self, X) -> np.ndarray:
@@ -432,23 +490,24 @@ class SeriesAutoencoder:
     def detect_events(self, X, min_gap: int | None = None,
                       scores: np.ndarray | None = None) -> list[tuple[int, int]]:
         """Flagged points merged into inclusive (start, end) index intervals. Events fewer than
-        `min_gap` points apart are merged (default window // 2; 0 = only touching points).
+        `min_gap` points apart are merged (default window // 2; 0 = only touching points), then
+        pruned when `prune_` > 0 (`scoring.prune_events`: events whose peak is not clearly above
+        the smaller ones and the unflagged scores of X are dropped; no labels involved).
         `scores` reuses already computed point scores of X."""
         s = self.score_samples(X) if scores is None else scores
         if s.ndim != 1:
             raise ValueError("detect_events: expects a single series, not samples")
         gap = self.window // 2 if min_gap is None else int(min_gap)
-        return flags_to_events(s > self.threshold_, gap)
+        return prune_events(flags_to_events(s > self.threshold_, gap), s, self.prune_)
 
     def fit_threshold(self, X_normal, refit_error_model: bool = True) -> SeriesAutoencoder:
         """Recompute the threshold (and by default the error model) from normal data only."""
         kind, x, _ = self._scaled(X_normal)
-        errors = self._sample_errors(x).reshape(-1, x.shape[-1]) if kind == "samples" \
-            else self._point_errors(x)
+        errors = self._sample_errors(x) if kind == "samples" else self._point_errors(x)
         self._fit_error_model(errors, refit_error_model)
-        self.threshold_source_ = f"quantile {self.threshold_quantile} of {self.threshold} " \
-                                 f"scores on normal data given to fit_threshold ({len(errors)} " \
-                                 f"points)"
+        n = int(np.prod(errors.shape[:-1]))
+        self.threshold_source_ = f"{self._threshold_rule()} of {self.threshold} scores on " \
+                                 f"normal data given to fit_threshold ({n} points)"
         return self
 
     def calibrate_threshold(self, X, labels) -> float:

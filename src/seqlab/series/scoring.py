@@ -7,9 +7,20 @@
    error vectors (one per time point, C channels) on normal validation data; the anomaly score
    is the squared Mahalanobis distance (e - mu)^T Sigma^-1 (e - mu), i.e. the Gaussian's negative
    log-likelihood up to a constant and a factor 2.
-3. Threshold: the `q` quantile of the scores on normal data. Test labels are never used, except
-   by `calibrated_threshold`, which the estimator records as a labelled calibration.
-4. Events: flagged points merged into inclusive intervals, gaps shorter than `min_gap` bridged.
+   One-sided alternative (`relative_error`): the mean over channels of each channel's error
+   divided by its mean error on normal data. Only a larger-than-normal error raises it; the
+   Mahalanobis distance also flags errors that are unusually *small*.
+3. Smoothing (`ewma`): an exponentially weighted moving average of the per-point score, as in
+   Hundman et al. 2018 ("telemanom", the error smoothing Orion's LSTM pipelines use): a single
+   noisy point no longer crosses the threshold, a sustained rise does.
+4. Threshold, from scores on normal data only: the `q` quantile (`quantile_threshold`), mean +
+   k std (`sigma_threshold`; Orion's fixed threshold, k=4), or Hundman's non-parametric dynamic
+   threshold (`dynamic_threshold`). Test labels are never used, except by
+   `calibrated_threshold`, which the estimator records as a labelled calibration.
+5. Events: flagged points merged into inclusive intervals, gaps shorter than `min_gap` bridged;
+   optionally Hundman's pruning (`prune_events`): events whose peak is not clearly (by a
+   fraction `min_decrease`) above the next smaller peak, or above the highest unflagged score,
+   are dropped.
 """
 
 from __future__ import annotations
@@ -134,3 +145,118 @@ def flags_to_events(flags: np.ndarray, min_gap: int = 0) -> list[tuple[int, int]
 def event_peaks(events: list[tuple[int, int]], scores: np.ndarray) -> list[float]:
     """Highest score inside each (start, end) inclusive event."""
     return [float(scores[s:e + 1].max()) for s, e in events]
+
+
+def ewma(scores: np.ndarray, span: float) -> np.ndarray:
+    """Exponentially weighted moving average along the last axis (time).
+
+    scores: (..., N). span >= 1: smoothing factor alpha = 2 / (span + 1) (pandas' `span`,
+    `adjust=False`); the average starts at the first value. span <= 1 returns scores unchanged.
+    Causal: y[t] depends on scores[..., :t + 1] only, so it streams.
+    """
+    from scipy.signal import lfilter
+
+    scores = np.asarray(scores, dtype=np.float64)
+    if span <= 1 or scores.shape[-1] == 0:
+        return scores
+    alpha = 2.0 / (float(span) + 1.0)
+    # y[t] = alpha x[t] + (1 - alpha) y[t-1], with y[-1] = x[0] so that y[0] = x[0].
+    zi = (1.0 - alpha) * scores[..., :1]
+    y, _ = lfilter([alpha], [1.0, alpha - 1.0], scores, axis=-1, zi=zi)
+    return y
+
+
+def relative_error(errors: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """One-sided score: (..., C) errors -> (...) mean over channels of errors / scale.
+
+    scale: (C,) each channel's typical (mean) error on normal data, so that every channel
+    weighs the same; 1.0 = a normal error, larger = worse reconstruction than normal.
+    """
+    scale = np.asarray(scale, dtype=np.float64)
+    if scale.shape != errors.shape[-1:]:
+        raise ValueError(f"scale: expected shape {errors.shape[-1:]}, got {scale.shape}")
+    # A channel rebuilt perfectly on normal data: fall back to the other channels' scale.
+    floor = max(float(scale.max()), 1e-12) * 1e-6
+    return (errors / np.maximum(scale, floor)).mean(axis=-1)
+
+
+SIGMA_K = 4.0  # Orion's `find_anomalies(fixed_threshold=True)`: mean + 4 std
+
+
+def sigma_threshold(scores: np.ndarray, k: float = SIGMA_K) -> float:
+    """mean + k std of scores on normal data (N,)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    return float(scores.mean() + k * scores.std())
+
+
+def _runs(mask: np.ndarray) -> int:
+    """Number of maximal runs of True in a (N,) bool mask."""
+    return int(np.count_nonzero(np.diff(np.concatenate([[0], mask.astype(np.int8)])) == 1))
+
+
+def dynamic_threshold(scores: np.ndarray, z_values: np.ndarray | None = None,
+                      buffer: int = 0, max_sequences: int = 5) -> tuple[float, float]:
+    """Hundman et al. 2018's non-parametric threshold eps = mean + z std over scores (N,).
+
+    Among z in `z_values` (default 2.5, 3, ..., 11.5, telemanom's grid) picks the one whose
+    removal of the points >= eps shrinks the mean and std the most, relative to how many points
+    (n_above) and separate sequences (n_seq, after widening each point by `buffer` either side)
+    it takes:  ((dmean / mean) + (dstd / std)) / (n_seq ** 2 + n_above),
+    with at most `max_sequences` sequences and fewer than half the points above. When no z
+    qualifies (e.g. nothing stands out), eps = mean + 12 std. Returns (eps, z).
+    """
+    e = np.asarray(scores, dtype=np.float64).ravel()
+    if len(e) == 0:
+        raise ValueError("scores: expected at least one value")
+    z_values = np.arange(2.5, 12.0, 0.5) if z_values is None else np.asarray(z_values)
+    mean, std = float(e.mean()), float(e.std())
+    best_z, best = 12.0, -np.inf
+    if std <= 0.0 or mean == 0.0:
+        return mean + best_z * std, best_z
+    for z in z_values.tolist():
+        eps = mean + z * std
+        above = e >= eps
+        n_above = int(above.sum())
+        if n_above == 0 or n_above >= len(e) / 2:
+            continue
+        if buffer > 0:  # widen each flagged point, as telemanom's error_buffer does
+            above = np.convolve(above, np.ones(2 * buffer + 1), mode="same") > 0
+        n_seq = _runs(above)
+        if n_seq > max_sequences:
+            continue
+        rest = e[e < eps]
+        gain = (mean - rest.mean()) / mean + (std - rest.std()) / std
+        cost = gain / (n_seq ** 2 + int(above.sum()))
+        if cost >= best:
+            best, best_z = cost, float(z)
+    return mean + best_z * std, best_z
+
+
+PRUNE_MIN_DECREASE = 0.13  # telemanom's default p
+
+
+def prune_events(events: list[tuple[int, int]], scores: np.ndarray,
+                 min_decrease: float = PRUNE_MIN_DECREASE) -> list[tuple[int, int]]:
+    """Hundman et al. 2018's pruning of (start, end) inclusive events over scores (N,).
+
+    The event peaks sorted in decreasing order, followed by the highest score outside every
+    event: each step down is d_i = (p_i - p_{i+1}) / p_i. The events above the last step with
+    d_i >= min_decrease are kept, the rest (peaks not clearly above the next smaller one, down to
+    the unflagged level) are dropped. Keeps the input order. min_decrease <= 0: no pruning.
+    """
+    if min_decrease <= 0 or not events:
+        return list(events)
+    scores = np.asarray(scores, dtype=np.float64)
+    peaks = np.asarray(event_peaks(events, scores))
+    outside = np.ones(len(scores), dtype=bool)
+    for s, e in events:
+        outside[s:e + 1] = False
+    nominal = float(scores[outside].max()) if outside.any() else 0.0
+    order = np.argsort(-peaks, kind="stable")
+    levels = np.concatenate([peaks[order], [nominal]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drops = (levels[:-1] - levels[1:]) / np.abs(levels[:-1])
+    big = np.flatnonzero(np.nan_to_num(drops, nan=0.0) >= min_decrease)
+    n_keep = int(big[-1]) + 1 if len(big) else 0
+    keep = set(order[:n_keep].tolist())
+    return [ev for i, ev in enumerate(events) if i in keep]
