@@ -175,3 +175,33 @@ def test_search_argument_errors():
                     num_return_sequences=3)
     with pytest.raises(ValueError, match="max_len"):
         greedy_search(m.decoder, mem, st, bos_id=BOS, eos_id=EOS, max_len=[3, 4, 5])
+
+
+class _NoPruning:
+    """The decoder without `select_memory`: finished sentences keep their rows."""
+
+    def __init__(self, dec):
+        self.dec = dec
+
+    def step(self, tokens, state, memory):
+        return self.dec.step(tokens, state, memory)
+
+    def reorder_state(self, state, index):
+        return self.dec.reorder_state(state, index)
+
+    def expand_memory(self, memory, k):
+        return self.dec.expand_memory(memory, k)
+
+
+def test_dropping_finished_sentences_changes_nothing(trained):
+    src, lengths, mask = sources(B=10, seed=5)
+    mem, st = trained.encode(src, lengths, mask)
+    kw = dict(bos_id=BOS, eos_id=EOS, max_len=(lengths + 3).tolist(), num_beams=3,
+              num_return_sequences=2, return_attention=True)
+    pruned = beam_search(trained.decoder, mem, st, **kw)
+    full = beam_search(_NoPruning(trained.decoder), mem, st, **kw)
+    for hp, hf in zip(pruned.hypotheses, full.hypotheses, strict=True):
+        for a, b in zip(hp, hf, strict=True):
+            assert a.tokens == b.tokens
+            assert a.score == pytest.approx(b.score, abs=1e-5)
+            torch.testing.assert_close(a.attention, b.attention)

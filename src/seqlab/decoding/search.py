@@ -5,6 +5,8 @@ A decoder takes part by offering (see `seqlab.nn.decoder.AttentionDecoder`):
     logprobs, state, weights = decoder.step(tokens, state, memory)   # (N,) -> (N, V), ..., (N, S)
     state = decoder.reorder_state(state, index)                      # pick rows, index (N',)
     memory = decoder.expand_memory(memory, k)                        # repeat each row k times
+    memory = decoder.select_memory(memory, index)                    # optional: pick rows, so
+                                                                     # finished sentences drop out
 
 so the translator and the captioner share this module. `memory` is whatever the decoder reads and
 never changes while decoding (encoder outputs, mask, key cache).
@@ -131,48 +133,51 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
     flat = torch.arange(B, device=device).repeat_interleave(K)       # (B*K,)
     state = decoder.reorder_state(state, flat)
     memory = decoder.expand_memory(memory, K)
+    can_prune = hasattr(decoder, "select_memory")
     tokens = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
     # only the first beam is live at t=0, so the K beams do not start as K copies
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0
-    history = torch.zeros(B, K, 0, dtype=torch.long, device=device)  # (B, K, t)
-    attn_hist: Tensor | None = None                                  # (B, K, t, S)
+    history = torch.zeros(B, K, 0, dtype=torch.long, device=device)  # (Ba, K, t)
+    attn_hist: Tensor | None = None                                  # (Ba, K, t, S)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     done = [False] * B
-    beam_offsets = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1)
+    active = list(range(B))   # original sentence of each row group still searched (Ba of them)
     for t in range(int(limits.max().item()) if B else 0):
-        lp, state, w = decoder.step(tokens, state, memory)            # (B*K, V), ..., (B*K, S)
+        Ba = len(active)
+        lp, state, w = decoder.step(tokens, state, memory)            # (Ba*K, V), ..., (Ba*K, S)
         V = lp.size(-1)
-        cand = (scores.unsqueeze(-1) + lp.view(B, K, V)).view(B, K * V)  # (B, K*V)
-        top_scores, top_idx = cand.topk(2 * K, dim=1)                 # (B, 2K)
-        top_beam, top_tok = top_idx // V, top_idx % V                 # (B, 2K)
+        cand = (scores.unsqueeze(-1) + lp.view(Ba, K, V)).view(Ba, K * V)  # (Ba, K*V)
+        top_scores, top_idx = cand.topk(2 * K, dim=1)                 # (Ba, 2K)
+        top_beam, top_tok = top_idx // V, top_idx % V                 # (Ba, 2K)
         is_eos = top_tok == eos_id
         if return_attention:
-            w = w.view(B, K, -1)
-            step_attn = w.gather(1, top_beam.unsqueeze(-1).expand(-1, -1, w.size(-1)))  # (B,2K,S)
+            w = w.view(Ba, K, -1)
+            step_attn = w.gather(1, top_beam.unsqueeze(-1).expand(-1, -1, w.size(-1)))  # (Ba,2K,S)
         # close hypotheses: EOS among the first K candidates (live, finite scores only)
         close = is_eos[:, :K] & torch.isfinite(top_scores[:, :K])
         if bool(close.any()):
-            for b, j in close.nonzero().tolist():
+            for i, j in close.nonzero().tolist():
+                b = active[i]
                 if done[b]:
                     continue
-                beam = int(top_beam[b, j])
-                toks = history[b, beam].tolist()
-                raw = float(top_scores[b, j])
+                beam = int(top_beam[i, j])
+                toks = history[i, beam].tolist()
+                raw = float(top_scores[i, j])
                 a = None
                 if return_attention:
-                    a = (attn_hist[b, beam].cpu() if attn_hist is not None
+                    a = (attn_hist[i, beam].cpu() if attn_hist is not None
                          else step_attn.new_zeros(0, step_attn.size(-1)).cpu())
                 finished[b].append(Hypothesis(
                     toks, raw / float(gnmt_length_penalty(len(toks) + 1, length_penalty)),
                     raw, a))
         # the best K non-EOS candidates stay alive (stable sort keeps the ranking)
-        order = torch.sort(is_eos.to(torch.int8), dim=1, stable=True).indices[:, :K]  # (B, K)
-        new_beam = top_beam.gather(1, order)                          # (B, K)
-        tokens2d = top_tok.gather(1, order)                           # (B, K)
-        scores = top_scores.gather(1, order)                          # (B, K)
+        order = torch.sort(is_eos.to(torch.int8), dim=1, stable=True).indices[:, :K]  # (Ba, K)
+        new_beam = top_beam.gather(1, order)                          # (Ba, K)
+        tokens2d = top_tok.gather(1, order)                           # (Ba, K)
+        scores = top_scores.gather(1, order)                          # (Ba, K)
         history = torch.cat([history.gather(1, new_beam.unsqueeze(-1).expand_as(history)),
-                             tokens2d.unsqueeze(-1)], dim=2)          # (B, K, t+1)
+                             tokens2d.unsqueeze(-1)], dim=2)          # (Ba, K, t+1)
         if return_attention:
             picked = step_attn.gather(1, order.unsqueeze(-1).expand(-1, -1, step_attn.size(-1)))
             if attn_hist is None:
@@ -180,29 +185,42 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
             else:
                 prev = attn_hist.gather(1, new_beam[:, :, None, None].expand(
                     -1, -1, attn_hist.size(2), attn_hist.size(3)))
-                attn_hist = torch.cat([prev, picked.unsqueeze(2)], dim=2)  # (B, K, t+1, S)
-        state = decoder.reorder_state(state, (beam_offsets + new_beam).view(-1))
-        tokens = tokens2d.view(-1)
+                attn_hist = torch.cat([prev, picked.unsqueeze(2)], dim=2)  # (Ba, K, t+1, S)
+        offsets = (torch.arange(Ba, device=device) * K).unsqueeze(1)  # (Ba, 1)
+        rows = (offsets + new_beam).view(-1)                          # (Ba*K,)
         # which sentences are done: K closed hypotheses, or the length limit (close live beams)
-        for b in range(B):
+        for i, b in enumerate(active):
             if done[b]:
                 continue
             if len(finished[b]) >= K:
                 done[b] = True
             elif t + 1 >= int(limits[b]):
                 for k in range(K):
-                    raw = float(scores[b, k])
+                    raw = float(scores[i, k])
                     if raw == float("-inf") or len(finished[b]) >= K:
                         continue
-                    toks = history[b, k].tolist()
-                    a = attn_hist[b, k].cpu() if attn_hist is not None else None
+                    toks = history[i, k].tolist()
+                    a = attn_hist[i, k].cpu() if attn_hist is not None else None
                     finished[b].append(Hypothesis(
                         toks, raw / float(gnmt_length_penalty(len(toks), length_penalty)),
                         raw, a))
                 done[b] = True
-        if all(done):
+        keep = [i for i, b in enumerate(active) if not done[b]]
+        if not keep:
             break
-        # done sentences keep their rows (simple batching) but can no longer close hypotheses
+        if can_prune and len(keep) < Ba:
+            # drop finished sentences' rows: later steps only compute the ones still searched
+            kept = torch.tensor(keep, device=device)                  # (Ba',)
+            kept_rows = (kept.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            rows = rows.view(Ba, K).index_select(0, kept).view(-1)    # (Ba'*K,)
+            memory = decoder.select_memory(memory, kept_rows)  # type: ignore[attr-defined]
+            tokens2d, scores = tokens2d.index_select(0, kept), scores.index_select(0, kept)
+            history = history.index_select(0, kept)
+            if attn_hist is not None:
+                attn_hist = attn_hist.index_select(0, kept)
+            active = [active[i] for i in keep]
+        state = decoder.reorder_state(state, rows)
+        tokens = tokens2d.reshape(-1)
     result = SearchResult()
     for b in range(B):
         hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)

@@ -190,6 +190,15 @@ class AttentionDecoder(nn.Module):
         """Pick rows of the state: index (N',) into the batch."""
         return DecoderState(*(x.index_select(0, index) for x in state))
 
+    def select_memory(self, memory: Memory, index: Tensor) -> Memory:
+        """Pick memory rows: index (N',) into the batch (beam search drops finished sentences)."""
+        cache = (memory.cache.index_select(index) if hasattr(memory.cache, "index_select")
+                 else None)
+        values = memory.values.index_select(0, index)
+        if cache is None:
+            cache = self.attention.precompute(values, values)
+        return Memory(values, memory.mask.index_select(0, index), cache)
+
     def expand_memory(self, memory: Memory, k: int) -> Memory:
         """Repeat every memory row k times (beam search): (B, S, D) -> (B*k, S, D)."""
         index = torch.arange(memory.values.size(0), device=memory.values.device)
