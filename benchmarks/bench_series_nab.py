@@ -29,7 +29,7 @@ labels, so the best of them is an optimistic figure: the JSON says so.
     .venv/bin/python benchmarks/bench_series_nab.py                       # default config, all 3
     .venv/bin/python benchmarks/bench_series_nab.py --config day --categories realKnownCause
     .venv/bin/python benchmarks/bench_series_nab.py --series nyc_taxi,art_daily_jumpsup --epochs 5
-    .venv/bin/python benchmarks/bench_series_nab.py --config day --variants all
+    .venv/bin/python benchmarks/bench_series_nab.py --config day --variants all   # ablation
 """
 
 from __future__ import annotations
@@ -206,7 +206,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--variants", default="gaussian",
+    # Default: the original rule ("before") and the recommended one ("sigma").
+    p.add_argument("--variants", default="gaussian,sigma",
                    help=f"comma-separated scoring variants, or 'all': {', '.join(VARIANTS)}")
     p.add_argument("--quantile", type=float, default=0.995)
     p.add_argument("--seed", type=int, default=0)
