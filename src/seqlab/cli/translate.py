@@ -185,6 +185,9 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
         for i, (s, r) in enumerate(shown):
             assert not isinstance(r, str)
             path = _plot_path(base, i, len(shown))
+            if not r.tgt_tokens:
+                click.echo(f"no attention plot for {s!r}: empty translation", err=True)
+                continue
             plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
                            title=f"{s}  ->  {r.text}")
             click.echo(f"attention plot: {path}", err=True)

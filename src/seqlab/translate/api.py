@@ -212,7 +212,9 @@ def run_translate_demo(out_dir: str | Path, minutes: float = 5.0, corpus: str = 
     for i, (s, r) in enumerate(zip(sentences, outs, strict=True)):
         assert not isinstance(r, str)
         path = out / "attention" / f"sentence_{i + 1}.png"
-        plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
-                       title=f"{s} -> {r.text}")
-        shown.append({"source": s, "translation": r.text, "plot": str(path)})
+        if r.tgt_tokens:   # an empty output has nothing to draw
+            plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
+                           title=f"{s} -> {r.text}")
+        shown.append({"source": s, "translation": r.text,
+                      "plot": str(path) if r.tgt_tokens else None})
     return {"run_dir": str(run), "train": summary, "translations": shown}
