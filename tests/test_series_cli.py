@@ -47,7 +47,7 @@ def test_fit_writes_model_and_config(run_dir):
     assert cfg["columns"] == ["a", "b"] and cfg["window"] == 16
     assert cfg["timestamp_name"] == "time"
     assert (run_dir / "RUN" / "model.safetensors").stat().st_size > 0
-    assert "threshold" in cfg and "normal validation data" in cfg["threshold_source"]
+    assert "threshold" in cfg and "normal fitting points" in cfg["threshold_source"]
 
 
 def test_score_writes_scores_events_and_plot(run_dir):

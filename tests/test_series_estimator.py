@@ -12,7 +12,7 @@ from seqlab.series import SeriesAutoencoder
 from seqlab.series.windows import window_starts
 
 SMALL = dict(window=16, hidden_size=16, latent_size=8, epochs=2, batch_size=32, seed=0,
-             num_threads=1)
+             num_threads=1, threshold="gaussian")
 
 
 def _sine(n=400, period=20, noise=0.05, seed=0, channels=1):

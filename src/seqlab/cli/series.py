@@ -76,8 +76,11 @@ def _check_outputs(*paths: Path | None) -> None:
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--val-fraction", default=0.1, show_default=True,
               type=click.FloatRange(0, 1, max_open=True))
-@click.option("--threshold", default="gaussian", show_default=True,
-              type=click.Choice(["gaussian", "quantile"]))
+@click.option("--threshold", default="sigma", show_default=True,
+              type=click.Choice(["sigma", "dynamic", "gaussian", "quantile"]),
+              help="sigma: smoothed one-sided error, mean + 4 std on the training data, pruned "
+                   "events; dynamic: Hundman's threshold search; gaussian: EncDec-AD error "
+                   "model; quantile: a quantile of the plain error.")
 @click.option("--quantile", "threshold_quantile", default=0.995, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--missing", default="interpolate", show_default=True,
@@ -161,11 +164,14 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
             est.threshold_, f1 = calibrated_threshold(scores, sd.extra[label_column] > 0)
         except ValueError as err:
             raise UserError(f"{data}: --calibrate: {err}") from None
+        est.prune = 0.0  # the calibrated threshold is already the best one for point flags
         click.echo(f"threshold {est.threshold_:.4g} from a LABELLED calibration on "
                    f"{label_column!r} (best point F1 {f1:.3f}): not an unsupervised result",
                    err=True)
-    flags = scores > est.threshold_
     events = est.detect_events(sd, min_gap=min_gap, scores=scores)
+    flags = np.zeros(len(scores), dtype=bool)  # is_anomaly: inside a detected event
+    for start, end in events:
+        flags[start:end + 1] = True
     frame = pd.DataFrame({c: sd.values[:, j] for j, c in enumerate(sd.columns)})
     if sd.timestamps is not None:
         frame.insert(0, sd.timestamp_name or "timestamp", sd.timestamps)
@@ -190,8 +196,8 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
         _write_csv(ev, events_path)
     if fig is not None:
         save_figure_atomic(fig, plot_path, dpi=110)
-    click.echo(f"{len(scores)} points scored, {int(flags.sum())} above the threshold "
-               f"{est.threshold_:.4g}, {len(events)} event(s); wrote {output}"
+    click.echo(f"{len(scores)} points scored, {int(flags.sum())} in events (threshold "
+               f"{est.threshold_:.4g}), {len(events)} event(s); wrote {output}"
                + (f", {events_path}" if events_path else "")
                + (f", {plot_path}" if plot_path else ""))
 

@@ -82,7 +82,7 @@ class SeriesAutoencoder:
                  latent_size: int = 32, num_layers: int = 1, dropout: float = 0.0,
                  reverse_target: bool = True, decoder_input: str = "latent", epochs: int = 20,
                  batch_size: int = 64, lr: float = 1e-3, val_fraction: float = 0.1,
-                 threshold: str = "gaussian", threshold_quantile: float = 0.995,
+                 threshold: str = "sigma", threshold_quantile: float = 0.995,
                  missing: str = "interpolate", seed: int = 0, device: str = "cpu",
                  verbose: bool = False, score_stride: int | None = None,
                  columns: str | list[str] | None = None, num_threads: int | None = None,
@@ -484,8 +484,15 @@ class SeriesAutoencoder:
         return point if level == "point" else np.concatenate(per_window)
 
     def predict(self, X) -> np.ndarray:
-        """(N,) bool anomaly flags: score > threshold_ ((n, T) for samples)."""
-        return self.score_samples(X) > self.threshold_
+        """(N,) bool anomaly flags: the points inside `detect_events` (flagged points merged
+        and pruned), so flags and events always agree; (n, T) score > threshold_ for samples."""
+        s = self.score_samples(X)
+        if s.ndim != 1:
+            return s > self.threshold_
+        flags = np.zeros(len(s), dtype=bool)
+        for start, end in self.detect_events(X, scores=s):
+            flags[start:end + 1] = True
+        return flags
 
     def detect_events(self, X, min_gap: int | None = None,
                       scores: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -516,6 +523,7 @@ class SeriesAutoencoder:
         scores = self.score_samples(X)
         thr, f1 = calibrated_threshold(scores.ravel(), np.asarray(labels).ravel())
         self.threshold_ = thr
+        self.prune = 0.0  # the calibrated threshold is already the best one for point flags
         self.threshold_source_ = f"LABELLED calibration: best point F1 ({f1:.3f}) on " \
                                  f"{scores.size} labelled points"
         return f1
