@@ -205,3 +205,15 @@ def test_dropping_finished_sentences_changes_nothing(trained):
             assert a.tokens == b.tokens
             assert a.score == pytest.approx(b.score, abs=1e-5)
             torch.testing.assert_close(a.attention, b.attention)
+
+
+def test_greedy_dropping_finished_sentences_changes_nothing(trained):
+    src, lengths, mask = sources(B=10, seed=6)
+    mem, st = trained.encode(src, lengths, mask)
+    kw = dict(bos_id=BOS, eos_id=EOS, max_len=(lengths + 2).tolist(), return_attention=True)
+    pruned = greedy_search(trained.decoder, mem, st, **kw)
+    full = greedy_search(_NoPruning(trained.decoder), mem, st, **kw)
+    for a, b in zip(pruned.best(), full.best(), strict=True):
+        assert a.tokens == b.tokens
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-6)
+        torch.testing.assert_close(a.attention, b.attention)

@@ -80,35 +80,46 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     B = state[0].size(0)
     limits = _max_lengths(max_len, B)
     device = state[0].device
+    T_max = int(limits.max().item()) if B else 0
+    can_prune = hasattr(decoder, "select_memory")
     tokens = torch.full((B,), bos_id, dtype=torch.long, device=device)
-    done = torch.zeros(B, dtype=torch.bool)
+    out = torch.zeros(B, T_max, dtype=torch.long)                    # (B, T) chosen tokens
+    attn: Tensor | None = None                                       # (B, T, S) on request
     logprob = torch.zeros(B, dtype=torch.float64)
-    out: list[Tensor] = []          # (B,) per step
-    attn: list[Tensor] = []         # (B, S) per step
     ended = torch.full((B,), -1, dtype=torch.long)   # step at which EOS came, -1: not yet
-    for t in range(int(limits.max().item()) if B else 0):
-        lp, state, w = decoder.step(tokens, state, memory)          # (B, V), ..., (B, S)
-        best_lp, tokens = lp.max(dim=-1)                             # (B,)
-        tok_cpu = tokens.cpu()
-        live = ~done
-        logprob[live] += best_lp.cpu().double()[live]
-        newly_eos = live & (tok_cpu == eos_id)
-        ended[newly_eos] = t
-        out.append(tok_cpu)
+    rows = torch.arange(B)        # original sentence of each row still decoded
+    live = torch.ones(B, dtype=torch.bool)   # rows still searched (all, when pruning)
+    for t in range(T_max):
+        lp, state, w = decoder.step(tokens, state, memory)          # (N, V), ..., (N, S)
+        best_lp, tokens = lp.max(dim=-1)                             # (N,)
+        r, tok_cpu = rows[live], tokens.cpu()[live]
+        out[r, t] = tok_cpu
+        logprob[r] += best_lp.cpu().double()[live]
         if return_attention:
-            attn.append(w.cpu())
-        done |= newly_eos | (t + 1 >= limits)
-        if bool(done.all()):
+            if attn is None:
+                attn = torch.zeros(B, T_max, w.size(-1), dtype=w.dtype)
+            attn[r, t] = w.cpu()[live]
+        eos = tok_cpu == eos_id
+        ended[r[eos]] = t
+        fin = torch.zeros_like(live)
+        fin[live] = eos | (t + 1 >= limits[r])
+        live &= ~fin
+        if not bool(live.any()):
             break
-    steps = torch.stack(out, 1) if out else torch.zeros(B, 0, dtype=torch.long)   # (B, T)
-    weights = torch.stack(attn, 1) if attn else None                              # (B, T, S)
+        if can_prune and bool(fin.any()):
+            # drop finished sentences: later steps only compute the ones still decoded
+            keep = live.nonzero().squeeze(1)
+            rows, live = rows[keep], live[keep]
+            keep = keep.to(device)
+            tokens = tokens.index_select(0, keep)
+            state = decoder.reorder_state(state, keep)
+            memory = decoder.select_memory(memory, keep)  # type: ignore[attr-defined]
     result = SearchResult()
     for b in range(B):
-        n = int(ended[b]) if ended[b] >= 0 else min(int(limits[b]), steps.size(1))
-        toks = steps[b, :n].tolist()
+        n = int(ended[b]) if ended[b] >= 0 else int(limits[b])
         result.hypotheses.append([Hypothesis(
-            toks, float(logprob[b]), float(logprob[b]),
-            weights[b, :n] if weights is not None else None)])
+            out[b, :n].tolist(), float(logprob[b]), float(logprob[b]),
+            attn[b, :n] if attn is not None else None)])
     return result
 
 
