@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab.nn.attention import build_attention
+from seqlab.nn.gates import lstm_update
 from seqlab.nn.lstm import LSTMCell
 
 
@@ -136,11 +137,7 @@ class AttentionDecoder(nn.Module):
         """
         rec_in = torch.cat([state.feed, state.h], 1) if self.cfg.input_feeding else state.h
         z = torch.addmm(xproj, rec_in, w_rec.t())                    # (N, 4H), order i,f,g,o
-        # the gate equations of seqlab.nn.gates (C_t = f*C + i*C~, h_t = o*tanh(C_t)), written
-        # with autograd-friendly ops since this loop is differentiated by autograd
-        z_i, z_f, z_g, z_o = z.chunk(4, 1)
-        c = torch.sigmoid(z_f) * state.c + torch.sigmoid(z_i) * torch.tanh(z_g)   # (N, H)
-        h = torch.sigmoid(z_o) * torch.tanh(c)                       # (N, H)
+        h, c, _ = lstm_update(z, state.c)                            # the gates: nn/gates.py
         ctx, weights = self.attention(h, memory.values, memory.values, mask=memory.mask,
                                       cache=memory.cache)           # (N, D'), (N, S)
         a = self.dropout(torch.tanh(self.combine(torch.cat([h, ctx], 1))))   # (N, H)

@@ -130,7 +130,18 @@ def lstm_step(x: Tensor, h_prev: Tensor, c_prev: Tensor, w_ih: Tensor, w_hh: Ten
 
     x: (B, I), h_prev, c_prev: (B, H). Returns h_t, C_t and the gates (i, f, g, o), all (B, H).
     """
-    z_i, z_f, z_g, z_o = split_gates(preactivations(x, h_prev, w_ih, w_hh, b_ih, b_hh))
+    return lstm_update(preactivations(x, h_prev, w_ih, w_hh, b_ih, b_hh), c_prev)
+
+
+def lstm_update(z: Tensor, c_prev: Tensor
+                ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """The gates and the new state from stacked pre-activations (differentiable by autograd).
+
+    z: (B, 4H) in the order (i, f, g, o), c_prev: (B, H). Returns h_t, C_t and (i, f, g, o).
+    Used by `lstm_step` and by decoders that compute their own pre-activations (e.g. with
+    input feeding folded into one matmul).
+    """
+    z_i, z_f, z_g, z_o = split_gates(z)
     f = forget_gate(z_f)
     i = input_gate(z_i)
     g = cell_update(z_g)
