@@ -20,12 +20,9 @@ threads wait on each other); `--threads 1` gives steadier ratios there.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,20 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from seqlab.io import write_json_atomic
+from _common import command_line, machine_info, utc_now, write_results
 from seqlab.nn.attention import ATTENTION_KINDS, MultiHeadAttention, build_attention
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def calibrate(fn: Callable[[], object], target_s: float) -> int:
@@ -201,13 +188,9 @@ def run(args: argparse.Namespace) -> dict:
               f"{xm:>9}")
     return {
         "benchmark": "attention",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "cpus": os.cpu_count(),
-            "loadavg_before": load_before, "loadavg_after": load_after,
-        },
+        "command": command_line(),
+        "date": utc_now(),
+        "machine": machine_info(loadavg_before=load_before, loadavg_after=load_after),
         "config": {"B": args.batch, "S": args.source, "T": args.target, "H": args.hidden,
                    "heads": args.heads, "rounds": args.rounds, "target_ms": args.target_ms,
                    "mask": "half the batch has its last 5 source positions padded"},
@@ -234,7 +217,7 @@ def main() -> None:
         args.rounds, args.target_ms = 3, 5.0
     result = run(args)
     if not args.quick:
-        write_json_atomic(args.out, result)
+        write_results(args.out, result)
         print(f"wrote {args.out}")
 
 

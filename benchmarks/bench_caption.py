@@ -18,9 +18,6 @@ attention strips of a few test images under the run directory (--runs, default a
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _common import machine_info, write_results
 from seqlab.caption.api import Captioner, exact_match
 from seqlab.caption.data import CaptionSplits
 from seqlab.caption.plots import plot_attention_strip
@@ -38,20 +36,9 @@ from seqlab.caption.train import (
     load_splits,
     train_captioner,
 )
-from seqlab.io import write_json_atomic
 from seqlab.translate.metrics import score_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "caption_emoji.json"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def nearest_neighbour(splits: CaptionSplits) -> tuple[list[str], float]:
@@ -146,7 +133,7 @@ def main() -> None:
         print(f"{split:8} {'ratio beam5/NN':18} {b5['bleu'] / max(nn['bleu'], 1e-9):6.2f} "
               f"{b5['chrf'] / max(nn['chrf'], 1e-9):6.2f}   (train {row['train']['seconds']}s, "
               f"{row['train']['steps']} steps)")
-    write_json_atomic(args.out, {
+    write_results(args.out, {
         "benchmark": "caption_emoji",
         "data": "emoji-datasource-google@16.0.0, img/google/64 (3,786 images), official "
                 "names lowercased; test 10%, dev 5%, split seed " + str(args.seed),
@@ -155,10 +142,7 @@ def main() -> None:
                   "tokenizer": "sentencepiece unigram 1000 (shared SubwordTokenizer)"},
         "minutes_per_split": args.minutes,
         "results": results,
-        "machine": {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "cpu": cpu_model(), "python": sys.version.split()[0],
-                    "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "command": " ".join([Path(sys.executable).name] + sys.argv)},
+        "machine": machine_info(),
     })
     print(f"wrote {args.out}; runs in {runs}")
 

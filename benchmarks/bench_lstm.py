@@ -18,34 +18,20 @@ Usage: python benchmarks/bench_lstm.py [--rounds 25] [--threads N]
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from seqlab.io import write_json_atomic
+from _common import machine_info, write_results
 from seqlab.nn import LSTM
 
 SHAPES = [  # (B, T, I, H)
     (64, 100, 1, 64),
     (64, 30, 256, 512),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_runners(B: int, T: int, I: int, H: int, seed: int = 0
@@ -116,13 +102,9 @@ def main() -> None:
         shape = f"{r['B']},{r['T']},{r['I']},{r['H']}"
         print(f"{shape:<16} {r['mode']:<17} {r['contender']:<18} {r['median_ms']:>10.2f} "
               f"{r['throughput_ratio']:>19.3f} {r['throughput_ratio_of_minima']:>12.3f}")
-    write_json_atomic(args.out, {
+    write_results(args.out, {
         "benchmark": "lstm",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": cpu_model(),
+        **machine_info(),
         "dtype": "float32",
         "rounds": args.rounds,
         "load_average_1min": {"before": round(load_before, 2), "after": round(load_after, 2),

@@ -35,18 +35,15 @@ labels, so the best of them is an optimistic figure: the JSON says so.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _common import machine_info, write_results
 from seqlab.errors import UserError
-from seqlab.io import write_json_atomic
 from seqlab.series.datasets import NAB_CATEGORIES, NabSeries, load_nab
 from seqlab.series.estimator import SeriesAutoencoder
 from seqlab.series.metrics import event_confusion, event_prf, point_auc
@@ -84,21 +81,6 @@ VARIANTS = {
     "dynamic_noprune": {"threshold": "dynamic", "smoothing": None, "prune": 0.0, "refit": True},
     "dynamic": {"threshold": "dynamic", "smoothing": None, "prune": None, "refit": True},
 }
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
-            "python": platform.python_version(),
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv])}
 
 
 def sampling_minutes(s: NabSeries) -> float:
@@ -270,7 +252,7 @@ def main() -> None:
         runs[key] = {"machine": machine_info(), "config": cfg, "variant": VARIANTS[v],
                      "settings": {k: v for k, v in vars(args).items() if k != "out"},
                      "summary": summary, "per_series": rows[v]}
-    write_json_atomic(out_path, {
+    write_results(out_path, {
         "benchmark": "series_nab",
         "protocol": "train and threshold on each series' first 15% (NAB probationary period); "
                     "Orion-style event counts summed per category; point AUCs mean over series",

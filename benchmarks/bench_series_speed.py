@@ -23,36 +23,18 @@ what scoring costs.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from seqlab.io import write_json_atomic
+from _common import machine_info, write_results
 from seqlab.series.estimator import SeriesAutoencoder
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
-            "python": platform.python_version(),
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv])}
 
 
 def make_series(n: int, seed: int = 0) -> np.ndarray:
@@ -243,7 +225,7 @@ def main() -> None:
 
     ratios = {"train": res["seqlab"]["train_windows_per_s"] / res["torch"]["train_windows_per_s"],
               "score": res["seqlab"]["score_points_per_s"] / res["torch"]["score_points_per_s"]}
-    write_json_atomic(args.out, {
+    write_results(args.out, {
         "benchmark": "series_speed", "machine": machine_info(),
         "note": "2 shared vCPUs, other engineers' jobs running; interleaved rounds, medians. "
                 "seqlab = SeriesAutoencoder end to end (scaling, error model); torch = minimal "

@@ -20,11 +20,7 @@ The optimiser budget (`--steps`) was set from the reconstruction loss, not from 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +29,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from seqlab.io import write_json_atomic
+from _common import machine_info, write_results
 from seqlab.series.datasets import load_ucr
 from seqlab.series.estimator import SeriesAutoencoder
 
@@ -43,21 +39,6 @@ PUBLISHED = {
     "GunPoint": {"1nn_dtw": 0.913, "rocket": 1.000},
     "ItalyPowerDemand": {"1nn_dtw": 0.955, "rocket": 0.970},
 }
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
-            "python": platform.python_version(),
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv])}
 
 
 def logreg() -> object:
@@ -174,7 +155,7 @@ def main() -> None:
                    "Accuracy: mean over seeds of the autoencoder; the raw baseline is "
                    "deterministic.",
            "settings": vars(args), "results": rows, "all_variants": variants}
-    write_json_atomic(args.out, out)
+    write_results(args.out, out)
     print(f"wrote {args.out}")
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime as dt
 import json
 import os
 import platform
@@ -69,6 +68,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from _common import cpu_model, git_state, utc_now, write_results  # noqa: E402
 from peer.joey_config import (  # noqa: E402
     JoeySettings,
     joey_config,
@@ -77,7 +77,6 @@ from peer.joey_config import (  # noqa: E402
     write_parallel,
     write_vocab,
 )
-from seqlab.io import write_json_atomic  # noqa: E402
 
 JOEY_PIP_STEPS = [["torch==2.13.0"],
                   ["joeynmt==2.3.0", "importlib_metadata", "sentencepiece==0.2.0", "sacrebleu"]]
@@ -88,25 +87,6 @@ MAX_LEN = 100              # seqlab's DataConfig.max_len: training pairs with a 
 
 
 # ---- machine -------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_state() -> dict[str, Any]:
-    """The seqlab commit measured, and whether the working tree had uncommitted changes."""
-    def git(*a: str) -> str:
-        r = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else ""
-    return {"commit": git("rev-parse", "HEAD"),
-            "dirty_files": len(git("status", "--porcelain", "--untracked-files=no").splitlines())}
 
 
 def matmul_peak(threads: int, n: int = 1024, seconds: float = 3.0) -> dict[str, float]:
@@ -364,7 +344,7 @@ def main() -> None:
     budget_s = args.minutes * 60
     record: dict[str, Any] = {
         "benchmark": "translate_peer",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "command": shlex.join([sys.executable, *sys.argv]),
         "args": vars(args),
         "git": git_state(),
@@ -617,7 +597,7 @@ def main() -> None:
     record["machine"]["loadavg_end"] = os.getloadavg()
     record["total_seconds"] = time.perf_counter() - t_bench
     print_table(rows, record)
-    write_json_atomic(out_json, record)
+    write_results(out_json, record)
     print(f"wrote {out_json}")
 
 

@@ -156,13 +156,7 @@ class Captioner:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the last
         checkpoint ("last"). Anything missing, corrupt or mismatched -> one-line UserError."""
         from seqlab.caption.train import read_caption_run_config
-        from seqlab.translate.train import (
-            CHECKPOINT_FILE,
-            CONFIG_FILE,
-            MODEL_FILE,
-            load_model_tensors,
-            load_safetensors,
-        )
+        from seqlab.training.checkpoint import CONFIG_FILE, load_run_weights
 
         run = Path(run_dir)
         cfg = read_caption_run_config(run)
@@ -173,16 +167,7 @@ class Captioner:
             raise UserError(f"{run / 'tokenizer'}: vocabulary size {tok.tgt.vocab_size} does not "
                             f"match the model's {mcfg.vocab_size}")
         model = CaptionModel(mcfg)
-        if checkpoint == "best":
-            path = run / MODEL_FILE
-            tensors, _ = load_safetensors(path)
-        elif checkpoint == "last":
-            path = run / CHECKPOINT_FILE
-            raw, _ = load_safetensors(path)
-            tensors = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
-        else:
-            raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-        load_model_tensors(model, tensors, str(path))
+        load_run_weights(model, run, checkpoint)
         return cls(model, tok, cfg, run)
 
     def _pixels(self, images: Sequence[ImageLike]) -> np.ndarray:

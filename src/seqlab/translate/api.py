@@ -115,14 +115,8 @@ class Translator:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the
         last checkpoint ("last"). Anything missing, corrupt or mismatched -> one-line UserError.
         """
-        from seqlab.translate.train import (
-            CHECKPOINT_FILE,
-            CONFIG_FILE,
-            MODEL_FILE,
-            load_model_tensors,
-            load_safetensors,
-            read_run_config,
-        )
+        from seqlab.training.checkpoint import CONFIG_FILE, load_run_weights
+        from seqlab.translate.train import read_run_config
 
         run = Path(run_dir)
         cfg = read_run_config(run)
@@ -134,16 +128,7 @@ class Translator:
                             f"{tok.tgt.vocab_size} do not match the model's "
                             f"{mcfg.src_vocab_size}/{mcfg.tgt_vocab_size}")
         model = Seq2Seq(mcfg)
-        if checkpoint == "best":
-            path = run / MODEL_FILE
-            tensors, _ = load_safetensors(path)
-        elif checkpoint == "last":
-            path = run / CHECKPOINT_FILE
-            raw, _ = load_safetensors(path)
-            tensors = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
-        else:
-            raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-        load_model_tensors(model, tensors, str(path))
+        load_run_weights(model, run, checkpoint)
         return cls(model, tok, cfg, run)
 
     def translate(self, sentences: list[str] | str, num_beams: int = 5,

@@ -1,0 +1,189 @@
+"""Run-directory state: weights, Adam and RNG states <-> safetensors, config.json, resume checks.
+
+A run directory holds
+    config.json              what the task needs to rebuild the model (with a "format" tag)
+    model.safetensors        the best weights so far (by the dev metric)
+    checkpoint.safetensors   the last state: model tensors ("model.*"), Adam tensors
+                             ("optim.*"), RNG tensors ("rng.*"); the rest (optimizer param
+                             groups, schedule, progress, python/numpy RNG) as JSON metadata
+    train_log.jsonl          one JSON record per log interval / evaluation
+
+No pickle: every tensor goes to safetensors, everything else to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqlab.errors import UserError
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+LOG_FILE = "train_log.jsonl"
+
+
+# ---- model weights ------------------------------------------------------------------------
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without tied duplicates (safetensors refuses shared storage)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, t in model.state_dict().items():
+        if t.data_ptr() in seen and t.numel() > 0:
+            continue
+        seen.add(t.data_ptr())
+        out[name] = t
+    return out
+
+
+def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
+                       where: str) -> None:
+    """Load weights saved by `model_tensors`; a mismatch is a one-line UserError."""
+    own = model.state_dict()
+    tied = set(own) - set(model_tensors(model))
+    missing = sorted(set(own) - set(tensors) - tied)
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise UserError(f"{where}: weights do not match the model config "
+                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in tensors.items():
+        if own[k].shape != v.shape:
+            raise UserError(f"{where}: tensor {k} has shape {tuple(v.shape)}, the model config "
+                            f"needs {tuple(own[k].shape)}")
+    model.load_state_dict(tensors, strict=False)
+
+
+def checkpoint_model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's tensors out of a checkpoint's ("model.<name>" -> "<name>")."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; missing/corrupt -> UserError."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise UserError(f"{path}: not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise UserError(f"{path}: corrupt safetensors file ({type(err).__name__})") from None
+    return tensors, meta
+
+
+def load_run_weights(model: torch.nn.Module, run: Path, checkpoint: str = "best") -> None:
+    """Load a run's "best" (model.safetensors) or "last" (checkpoint.safetensors) weights."""
+    if checkpoint == "best":
+        path = run / MODEL_FILE
+        tensors, _ = load_safetensors(path)
+    elif checkpoint == "last":
+        path = run / CHECKPOINT_FILE
+        tensors = checkpoint_model_tensors(load_safetensors(path)[0])
+    else:
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    load_model_tensors(model, tensors, str(path))
+
+
+# ---- optimizer and RNG state ----------------------------------------------------------------
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor],
+                                                           dict[str, Any]]:
+    """The optimizer state as ("optim.<param>.<key>" tensors, JSON-able rest)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for idx, st in sd["state"].items():
+        keys = []
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v
+                keys.append(k)
+            else:
+                meta["state"].setdefault(str(idx), {})[k] = v
+        meta["state"].setdefault(str(idx), {})["_tensors"] = keys
+    return tensors, meta
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                   meta: dict[str, Any]) -> None:
+    """Inverse of `optimizer_tensors`."""
+    state: dict[int, dict[str, Any]] = {}
+    for idx, st in meta["state"].items():
+        entry = {k: v for k, v in st.items() if k != "_tensors"}
+        for k in st["_tensors"]:
+            entry[k] = tensors[f"optim.{idx}.{k}"]
+        state[int(idx)] = entry
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The torch, numpy and python RNG states as ("rng.*" tensors, JSON-able rest)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    tensors = {"rng.torch": torch.get_rng_state(),
+               "rng.numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64))}
+    meta = {"numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+            "python": [py_state[0], list(py_state[1]), py_state[2]]}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Inverse of `rng_state`."""
+    torch.set_rng_state(tensors["rng.torch"])
+    name, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((name, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss,
+                         cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---- run directories ----------------------------------------------------------------------
+
+
+def read_run_config(run_dir: str | Path, fmt: str, check: Callable[[dict[str, Any]], Any],
+                    what: str) -> dict[str, Any]:
+    """config.json of a run directory with format tag `fmt`; `check(cfg)` validates the rest
+    (raising ValueError/KeyError/TypeError). Missing or corrupt -> one-line UserError; `what`
+    names the kind of run ("translator") in the message."""
+    run = Path(run_dir)
+    path = run / CONFIG_FILE
+    if not run.is_dir():
+        raise UserError(f"{run_dir}: run directory not found")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        if cfg.get("format") != fmt:
+            raise ValueError(f"format {cfg.get('format')!r}, expected {fmt!r}")
+        check(cfg)
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found (not a {what} run directory)") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path}: corrupt run config ({err})") from None
+    return cfg
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """A resumed run needs its checkpoint; a new run must not overwrite one."""
+    if resume:
+        if not (out / CHECKPOINT_FILE).is_file():
+            raise UserError(f"{out / CHECKPOINT_FILE}: not found; nothing to resume")
+    elif (out / CHECKPOINT_FILE).exists():
+        raise UserError(f"{out}: already holds a training run; use --resume to continue it "
+                        "or choose a new --out directory")

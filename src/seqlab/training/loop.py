@@ -1,0 +1,308 @@
+"""The training loop shared by every seq2seq task: schedule, clipping, stop rules, evaluation,
+checkpoints, exact resume.
+
+A task supplies
+    model                    an nn.Module (already built under its seed)
+    batches(epoch) -> list   the epoch's batches, a pure function of the epoch (seeded), so a
+                             resumed run sees the same data order
+    loss(model, batch)       -> (summed loss, number of target tokens)
+    evaluate(model) -> float the dev metric, higher is better (None: no dev data, keep the
+                             latest weights)
+and `train_loop` does the rest in the run directory (see seqlab.training.checkpoint).
+
+Schedule ("warmup + plateau halving", `WarmupPlateau`): the learning rate rises linearly from 0
+to `lr` over `warmup_steps`, then is multiplied by `lr_decay` whenever the dev metric has not
+improved for `lr_patience` evaluations in a row (never below `min_lr`). Training stops after
+`patience` evaluations without a dev improvement (early stopping), after `max_steps`,
+`max_epochs`, or `time_budget_min` minutes. When a run stops between evaluations, a final
+evaluation updates `model.safetensors` if it is better, without touching the schedule (so
+stopping and resuming changes nothing).
+
+Every file is written atomically (seqlab.io), the checkpoint as one file, so a run killed at any
+moment resumes from a consistent state. `resume=True` continues exactly: the same batches in the
+same order, the same dropout masks, the same schedule, hence the same final weights as a run
+that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqlab.errors import UserError
+from seqlab.io import save_safetensors_atomic, write_json_atomic, write_text_atomic
+from seqlab.training.checkpoint import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
+    MODEL_FILE,
+    checkpoint_model_tensors,
+    load_model_tensors,
+    load_optimizer,
+    load_safetensors,
+    model_tensors,
+    optimizer_tensors,
+    rng_state,
+    set_rng_state,
+)
+
+
+@dataclass
+class TrainConfig:
+    batch_tokens: int | None = 4096    # padded tokens per batch (B x max(S, T+1))
+    batch_size: int | None = None      # optional cap on sentences per batch
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    lr_decay: float = 0.5
+    lr_patience: int = 2
+    min_lr: float = 1e-5
+    clip_norm: float = 1.0
+    max_steps: int | None = None
+    max_epochs: int = 100
+    time_budget_min: float | None = None
+    eval_every: int = 500
+    eval_sentences: int = 500
+    eval_batch_size: int = 128
+    patience: int = 8
+    log_every: int = 50
+    seed: int = 1234
+    threads: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---- the learning-rate schedule -------------------------------------------------------------
+
+
+class WarmupPlateau:
+    """Linear warmup, then halving on a dev-metric plateau; its state is JSON."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.scale = 1.0
+        self.best = -math.inf
+        self.bad = 0
+
+    def lr(self, step: int) -> float:
+        """Learning rate for optimizer step `step` (0-based)."""
+        warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps > 0 else 1.0
+        return max(self.cfg.lr * self.scale * warm, min(self.cfg.min_lr, self.cfg.lr * warm))
+
+    def observe(self, score: float) -> None:
+        if score > self.best:
+            self.best, self.bad = score, 0
+            return
+        self.bad += 1
+        if self.bad >= self.cfg.lr_patience:
+            self.scale *= self.cfg.lr_decay
+            self.bad = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "best": self.best if math.isfinite(self.best) else None,
+                "bad": self.bad}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.scale, self.bad = float(d["scale"]), int(d["bad"])
+        self.best = -math.inf if d["best"] is None else float(d["best"])
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` torch threads (None: unchanged), restoring the count afterwards."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- the loop ---------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Where a run stands; stored in the checkpoint (field names are part of the format)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_pos: int = 0                 # next batch of this epoch's list
+    best_bleu: float | None = None     # best dev score of any evaluation (model.safetensors)
+    evals_since_best: int = 0          # periodic evaluations without improvement
+    best_periodic: float | None = None
+    stopped: str | None = None
+
+
+def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt: str,
+               batches: Callable[[int], list[Any]],
+               loss: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
+               evaluate: Callable[[torch.nn.Module], float | None], resume: bool,
+               run_config: dict[str, Any] | None = None,
+               count: Callable[[Any], int] | None = None, unit: str = "tokens",
+               metric: str = "bleu", progress: bool = True,
+               echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train `model` in run directory `out` (new, or continued from its checkpoint).
+
+    fmt: the run format tag written into the safetensors metadata.
+    batches(epoch): that epoch's batches (any objects `loss` takes), deterministic per epoch.
+    loss(model, batch): (summed token loss, number of tokens); the step minimises their ratio.
+    evaluate(model): dev score, higher is better, or None when there is no dev data (then the
+        latest weights are kept as "best" and the score logged as 0).
+    run_config: config.json contents, written when the run is new (not on resume).
+    count(batch): units of throughput per batch (default: the loss's token count); `unit`
+        names them in the log ("<unit>_per_s") and the summary ("train_<unit>_per_s").
+    metric: names the dev score in the log ("dev_<metric>", "best_dev_<metric>").
+    Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, throughput, run_dir.
+    """
+    label = metric.upper()
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    sched = WarmupPlateau(train_cfg)
+    prog = Progress()
+    log_records: list[dict[str, Any]] = []
+    if resume:
+        tensors, meta = load_safetensors(out / CHECKPOINT_FILE)
+        try:
+            state = json.loads(meta["state"])
+            load_model_tensors(model, checkpoint_model_tensors(tensors),
+                               str(out / CHECKPOINT_FILE))
+            load_optimizer(opt, tensors, state["optimizer"])
+            sched.load_state_dict(state["schedule"])
+            set_rng_state(tensors, state["rng"])
+            prog = Progress(**state["progress"])
+        except (KeyError, ValueError, TypeError) as err:
+            raise UserError(f"{out / CHECKPOINT_FILE}: corrupt checkpoint ({err!r})") from None
+        log_path = out / LOG_FILE
+        if log_path.is_file():
+            for line in log_path.read_text(encoding="utf-8").splitlines():
+                rec = json.loads(line)
+                if rec.get("step", 0) <= prog.step:
+                    log_records.append(rec)
+        echo(f"resuming {out} at step {prog.step} (epoch {prog.epoch})")
+    elif run_config is not None:
+        write_json_atomic(out / CONFIG_FILE, run_config)
+
+    def write_log() -> None:
+        write_text_atomic(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in log_records))
+
+    def save_checkpoint() -> None:
+        opt_t, opt_meta = optimizer_tensors(opt)
+        rng_t, rng_meta = rng_state()
+        tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
+        tensors.update(opt_t)
+        tensors.update(rng_t)
+        state = {"optimizer": opt_meta, "schedule": sched.state_dict(), "rng": rng_meta,
+                 "progress": asdict(prog)}
+        save_safetensors_atomic(tensors, out / CHECKPOINT_FILE,
+                                metadata={"format": fmt, "state": json.dumps(state)})
+        write_log()
+
+    def run_eval(periodic: bool) -> float:
+        got = evaluate(model)
+        score = 0.0 if got is None else float(got)
+        if prog.best_bleu is None or score > prog.best_bleu or got is None:
+            prog.best_bleu = score
+            save_safetensors_atomic(model_tensors(model), out / MODEL_FILE,
+                                    metadata={"format": fmt, "step": str(prog.step)})
+        if periodic:
+            sched.observe(score)
+            if prog.best_periodic is None or score > prog.best_periodic:
+                prog.best_periodic, prog.evals_since_best = score, 0
+            else:
+                prog.evals_since_best += 1
+        log_records.append({"step": prog.step, "epoch": prog.epoch, f"dev_{metric}": score,
+                            f"best_dev_{metric}": prog.best_bleu, "lr": sched.lr(prog.step)})
+        return score
+
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    budget_s = train_cfg.time_budget_min * 60 if train_cfg.time_budget_min else None
+    total_units = 0
+    win_units, win_tokens, win_loss, win_t0 = 0, 0, 0.0, time.perf_counter()
+    last_eval_step = prog.step if resume else -1
+    bar = tqdm(total=train_cfg.max_steps, initial=prog.step, disable=not progress,
+               unit="step", dynamic_ncols=True)
+    stop: str | None = None
+    while stop is None:
+        if prog.epoch >= train_cfg.max_epochs:
+            stop = "max_epochs"
+            break
+        epoch_batches = batches(prog.epoch)
+        while prog.batch_pos < len(epoch_batches):
+            if train_cfg.max_steps is not None and prog.step >= train_cfg.max_steps:
+                stop = "max_steps"
+                break
+            if budget_s is not None and time.perf_counter() - t_start >= budget_s:
+                stop = "time_budget"
+                break
+            batch = epoch_batches[prog.batch_pos]
+            model.train()
+            loss_sum, n_tok = loss(model, batch)
+            (loss_sum / n_tok).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
+            lr = sched.lr(prog.step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            prog.step += 1
+            prog.batch_pos += 1
+            n_units = n_tok if count is None else count(batch)
+            total_units += n_units
+            win_units += n_units
+            win_tokens += n_tok
+            win_loss += float(loss_sum.detach())
+            bar.update(1)
+            if prog.step % train_cfg.log_every == 0:
+                dt = time.perf_counter() - win_t0
+                rec = {"step": prog.step, "epoch": prog.epoch, "loss": win_loss / win_tokens,
+                       "lr": lr, f"{unit}_per_s": win_units / dt if dt > 0 else None}
+                log_records.append(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", per_s=f"{rec[f'{unit}_per_s']:.0f}",
+                                refresh=False)
+                write_log()   # small; lines past the last checkpoint are dropped on resume
+                win_units, win_tokens, win_loss, win_t0 = 0, 0, 0.0, time.perf_counter()
+            if prog.step % train_cfg.eval_every == 0:
+                t_eval = time.perf_counter()
+                score = run_eval(periodic=True)
+                last_eval_step = prog.step
+                msg = (f"step {prog.step}: dev {label} {score:.2f} "
+                       f"(best {prog.best_bleu:.2f}), lr {sched.lr(prog.step):.2e}")
+                if progress:
+                    bar.write(msg)
+                else:
+                    echo(msg)
+                if prog.evals_since_best >= train_cfg.patience:
+                    stop = "early_stopping"
+                save_checkpoint()
+                win_t0 += time.perf_counter() - t_eval   # evaluation time is not training time
+                if stop:
+                    break
+        else:
+            prog.epoch += 1
+            prog.batch_pos = 0
+    bar.close()
+    elapsed = time.perf_counter() - t_start
+    if last_eval_step != prog.step or not (out / MODEL_FILE).exists():
+        score = run_eval(periodic=False)
+        echo(f"step {prog.step}: final dev {label} {score:.2f} (best {prog.best_bleu:.2f})")
+    prog.stopped = stop
+    save_checkpoint()
+    best = prog.best_bleu if prog.best_bleu is not None else float("nan")
+    echo(f"stopped ({stop}) after {prog.step} steps; best dev {label} {best:.2f}")
+    return {"steps": prog.step, "epochs": prog.epoch, "stopped": stop,
+            f"best_dev_{metric}": prog.best_bleu, "seconds": elapsed,
+            f"train_{unit}_per_s": total_units / elapsed if elapsed > 0 else None,
+            "run_dir": str(out)}
