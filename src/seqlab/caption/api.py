@@ -160,8 +160,7 @@ class Captioner:
 
         run = Path(run_dir)
         cfg = read_caption_run_config(run)
-        tok = TokenizerPair.load(run)
-        tok.check_fingerprint(cfg.get("tokenizer", {}), where=str(run / CONFIG_FILE))
+        tok = TokenizerPair.load_checked(run, cfg.get("tokenizer", {}), str(run / CONFIG_FILE))
         mcfg = CaptionerConfig.from_dict(cfg["model"])
         if tok.tgt.vocab_size != mcfg.vocab_size:
             raise UserError(f"{run / 'tokenizer'}: vocabulary size {tok.tgt.vocab_size} does not "

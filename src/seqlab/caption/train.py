@@ -117,8 +117,7 @@ def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None
         data_cfg = CaptionDataConfig(**cfg["data"])
         train_cfg = TrainConfig.from_dict({**cfg["train"], **(overrides or {})})
         mcfg = CaptionerConfig.from_dict(cfg["model"])
-        tok = TokenizerPair.load(out)
-        tok.check_fingerprint(cfg["tokenizer"], where=str(out / CONFIG_FILE))
+        tok = TokenizerPair.load_checked(out, cfg["tokenizer"], str(out / CONFIG_FILE))
     else:
         data_cfg = data_cfg or CaptionDataConfig()
         train_cfg = train_cfg or default_train_config()

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from seqlab import __version__
-from seqlab.errors import UserError
+from seqlab.cli.group import UserErrorGroup
 
 
-class _Group(click.Group):
-    """Turns `UserError` (and bad-input `ValueError`s from seqlab's checks) into one line."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except UserError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="seqlab")
 def main() -> None:
     """seqlab: LSTMs from their gates, sequence autoencoders, attention encoder-decoders."""

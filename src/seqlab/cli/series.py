@@ -10,29 +10,18 @@ with nothing written.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 import numpy as np
 import pandas as pd
 
+from seqlab.cli.group import UserErrorGroup
 from seqlab.errors import UserError
 from seqlab.io import atomic_path, save_figure_atomic
 
 
-class _SeriesGroup(click.Group):
-    """UserError -> one line on stderr, exit 2 (also when the group is invoked on its own)."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except UserError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_SeriesGroup)
+@click.group(cls=UserErrorGroup)
 def series() -> None:
     """LSTM autoencoder for time series: reconstructions, embeddings, anomalies."""
 

@@ -120,8 +120,7 @@ class Translator:
 
         run = Path(run_dir)
         cfg = read_run_config(run)
-        tok = TokenizerPair.load(run)
-        tok.check_fingerprint(cfg.get("tokenizer", {}), where=str(run / CONFIG_FILE))
+        tok = TokenizerPair.load_checked(run, cfg.get("tokenizer", {}), str(run / CONFIG_FILE))
         mcfg = TranslatorConfig.from_dict(cfg["model"])
         if (tok.src.vocab_size, tok.tgt.vocab_size) != (mcfg.src_vocab_size, mcfg.tgt_vocab_size):
             raise UserError(f"{run / 'tokenizer'}: vocabulary sizes {tok.src.vocab_size}/"

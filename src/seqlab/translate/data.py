@@ -17,12 +17,14 @@ from __future__ import annotations
 import gzip
 import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from seqlab.errors import UserError
+
+T = TypeVar("T")
 
 # Default length limit for `filter_by_length`: pairs with a side longer than this many tokens
 # (subword tokens when a tokenizer is given, whitespace-separated words otherwise) are dropped.
@@ -91,25 +93,13 @@ def _decode(raw: bytes, path: Path, lineno: int) -> str:
     return text.rstrip("\r\n")
 
 
-def read_tsv(path: str | os.PathLike[str], skip_bad_lines: bool = False) -> ParallelText:
-    """Read `source<TAB>target` pairs from a TSV file (plain or .gz); extra columns are ignored.
-
-    Raises UserError "FILE:LINE: ..." for a line without a tab, an empty side or invalid UTF-8,
-    unless `skip_bad_lines`, which counts them in `.skipped` instead.
-    """
-    path = Path(path)
-    pt = ParallelText(source=str(path))
-    for lineno, raw in enumerate(_open_bytes(path), start=1):
+def _collect(pt: ParallelText, parse: Callable[[int, T], tuple[str, str]], lines: Iterable[T],
+             skip_bad_lines: bool) -> ParallelText:
+    """Append `parse(lineno, line)` (1-based) for each line to `pt`; a line whose parse raises
+    UserError fails the read, or with `skip_bad_lines` is counted in `pt.skipped`."""
+    for lineno, line in enumerate(lines, start=1):
         try:
-            text = _decode(raw, path, lineno)
-            cols = text.split("\t")
-            if len(cols) < 2:
-                what = "empty line" if not text.strip() else "no tab"
-                raise UserError(f"{path}:{lineno}: {what}, expected source<TAB>target")
-            src, tgt = cols[0].strip(), cols[1].strip()
-            if not src or not tgt:
-                side = "source (column 1)" if not src else "target (column 2)"
-                raise UserError(f"{path}:{lineno}: empty {side}, expected source<TAB>target")
+            src, tgt = parse(lineno, line)
         except UserError:
             if not skip_bad_lines:
                 raise
@@ -118,6 +108,29 @@ def read_tsv(path: str | os.PathLike[str], skip_bad_lines: bool = False) -> Para
         pt.src.append(src)
         pt.tgt.append(tgt)
     return pt
+
+
+def read_tsv(path: str | os.PathLike[str], skip_bad_lines: bool = False) -> ParallelText:
+    """Read `source<TAB>target` pairs from a TSV file (plain or .gz); extra columns are ignored.
+
+    Raises UserError "FILE:LINE: ..." for a line without a tab, an empty side or invalid UTF-8,
+    unless `skip_bad_lines`, which counts them in `.skipped` instead.
+    """
+    path = Path(path)
+
+    def parse(lineno: int, raw: bytes) -> tuple[str, str]:
+        text = _decode(raw, path, lineno)
+        cols = text.split("\t")
+        if len(cols) < 2:
+            what = "empty line" if not text.strip() else "no tab"
+            raise UserError(f"{path}:{lineno}: {what}, expected source<TAB>target")
+        src, tgt = cols[0].strip(), cols[1].strip()
+        if not src or not tgt:
+            side = "source (column 1)" if not src else "target (column 2)"
+            raise UserError(f"{path}:{lineno}: empty {side}, expected source<TAB>target")
+        return src, tgt
+
+    return _collect(ParallelText(source=str(path)), parse, _open_bytes(path), skip_bad_lines)
 
 
 def read_aligned(src_path: str | os.PathLike[str], tgt_path: str | os.PathLike[str],
@@ -134,23 +147,17 @@ def read_aligned(src_path: str | os.PathLike[str], tgt_path: str | os.PathLike[s
     if len(src_raw) != len(tgt_raw):
         raise UserError(f"{src_path} has {len(src_raw)} lines but {tgt_path} has "
                         f"{len(tgt_raw)}; the two files must be line-aligned")
-    pt = ParallelText(source=f"{src_path},{tgt_path}")
-    for i, (s_raw, t_raw) in enumerate(zip(src_raw, tgt_raw, strict=True)):
-        lineno = i + 1
-        try:
-            src = _decode(s_raw, src_path, lineno).strip()
-            tgt = _decode(t_raw, tgt_path, lineno).strip()
-            for side, path in ((src, src_path), (tgt, tgt_path)):
-                if not side:
-                    raise UserError(f"{path}:{lineno}: empty line, expected a sentence")
-        except UserError:
-            if not skip_bad_lines:
-                raise
-            pt.skipped += 1
-            continue
-        pt.src.append(src)
-        pt.tgt.append(tgt)
-    return pt
+
+    def parse(lineno: int, raws: tuple[bytes, bytes]) -> tuple[str, str]:
+        src = _decode(raws[0], src_path, lineno).strip()
+        tgt = _decode(raws[1], tgt_path, lineno).strip()
+        for side, path in ((src, src_path), (tgt, tgt_path)):
+            if not side:
+                raise UserError(f"{path}:{lineno}: empty line, expected a sentence")
+        return src, tgt
+
+    return _collect(ParallelText(source=f"{src_path},{tgt_path}"), parse,
+                    zip(src_raw, tgt_raw, strict=True), skip_bad_lines)
 
 
 class _Encoder(Protocol):

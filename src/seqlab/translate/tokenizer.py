@@ -274,5 +274,14 @@ class TokenizerPair:
             loaded[name] = tok
         return cls(loaded[src_name], loaded[tgt_name], shared=shared)
 
+    @classmethod
+    def load_checked(cls, run_dir: str | os.PathLike[str], expected: dict[str, Any],
+                     where: str) -> TokenizerPair:
+        """`load` the run's tokenizers and `check_fingerprint` them against `expected` (the
+        run config's "tokenizer" record; `where` names that config in the error)."""
+        tok = cls.load(run_dir)
+        tok.check_fingerprint(expected, where=where)
+        return tok
+
     def __repr__(self) -> str:
         return f"TokenizerPair(shared={self.shared}, src={self.src!r}, tgt={self.tgt!r})"

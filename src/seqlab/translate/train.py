@@ -128,8 +128,7 @@ def train_translator(out_dir: str | Path, model_cfg: dict[str, Any] | None = Non
                                  if k in {f.name for f in fields(DataConfig)}})
         train_cfg = TrainConfig.from_dict({**cfg["train"], **(overrides or {})})
         mcfg = TranslatorConfig.from_dict(cfg["model"])
-        tok = TokenizerPair.load(out)
-        tok.check_fingerprint(cfg["tokenizer"], where=str(out / CONFIG_FILE))
+        tok = TokenizerPair.load_checked(out, cfg["tokenizer"], str(out / CONFIG_FILE))
     else:
         data_cfg = data_cfg or DataConfig()
         train_cfg = train_cfg or TrainConfig()
