@@ -1,0 +1,123 @@
+"""seqlab.training: the generic loop on a toy regression task (exact resume, stop rules,
+schedule, the run-directory files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seqlab.errors import UserError
+from seqlab.training import TrainConfig, WarmupPlateau, train_loop
+from seqlab.training.checkpoint import check_run_dir, load_run_weights, seed_everything
+
+FMT = "seqlab-test/1"
+
+
+class Toy(torch.nn.Module):
+    """y = w2 . dropout(relu(W1 x)); dropout makes the result depend on the torch RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(),
+                                       torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:   # (B, 3) -> (B,)
+        return self.net(x).squeeze(-1)
+
+
+def _task(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(40, 3, generator=g)                   # (N, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])                # (N,)
+
+    def batches(epoch: int) -> list[torch.Tensor]:
+        perm = torch.randperm(40, generator=torch.Generator().manual_seed(100 + epoch))
+        return list(perm.split(8))                       # 5 batches of 8 rows
+
+    def loss(model: Toy, rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return ((model(x[rows]) - y[rows]) ** 2).sum(), len(rows)
+
+    def evaluate(model: Toy) -> float:
+        model.eval()
+        with torch.no_grad():
+            return -float(((model(x) - y) ** 2).mean())
+
+    return batches, loss, evaluate
+
+
+def _run(out: Path, steps: int, resume: bool = False, evaluate=None, **cfg) -> dict:
+    batches, loss, ev = _task()
+    tc = TrainConfig(**{**dict(lr=1e-2, warmup_steps=3, eval_every=4, log_every=2, seed=3,
+                               max_steps=steps, max_epochs=100, patience=100), **cfg})
+    seed_everything(tc.seed)
+    model = Toy()
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+    check_run_dir(out, resume)
+    return train_loop(out, model, tc, fmt=FMT, batches=batches, loss=loss,
+                      evaluate=evaluate or ev, resume=resume, run_config={"format": FMT},
+                      progress=False, echo=lambda s: None)
+
+
+def test_resume_is_exact_and_writes_the_run_files(tmp_path: Path) -> None:
+    a = _run(tmp_path / "a", 13)                         # crosses two epoch boundaries
+    assert a["steps"] == 13 and a["epochs"] == 2 and a["stopped"] == "max_steps"
+    assert a["train_tokens_per_s"] > 0
+    _run(tmp_path / "b", 6)
+    with pytest.raises(UserError, match="already holds a training run"):
+        check_run_dir(tmp_path / "b", resume=False)
+    b = _run(tmp_path / "b", 13, resume=True)
+    assert b["steps"] == 13
+    ca = load_file(str(tmp_path / "a" / "checkpoint.safetensors"))
+    cb = load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
+    assert set(ca) == set(cb) and any(k.startswith("optim.") for k in ca)
+    for k in ca:
+        assert torch.equal(ca[k], cb[k]), k
+    for name in ("config.json", "model.safetensors", "train_log.jsonl"):
+        assert (tmp_path / "a" / name).is_file()
+    recs = [json.loads(x) for x in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    evals = [r for r in recs if "dev_bleu" in r]
+    assert [r["step"] for r in evals] == [4, 8, 12, 13]   # periodic, then the final one
+    best = max(r["dev_bleu"] for r in evals)
+    assert evals[-1]["best_dev_bleu"] == best == a["best_dev_bleu"]
+    # model.safetensors holds the weights of the best evaluation
+    m = Toy()
+    load_run_weights(m, tmp_path / "a", "best")
+    _, _, ev = _task()
+    assert ev(m) == pytest.approx(best)
+
+
+def test_early_stopping_and_plateau_halving(tmp_path: Path) -> None:
+    s = _run(tmp_path / "r", 100, evaluate=lambda m: 1.0, eval_every=2, patience=3,
+             lr_patience=2)
+    # the first evaluation sets the best; three more without improvement stop the run
+    assert s["stopped"] == "early_stopping" and s["steps"] == 8
+    recs = [json.loads(x) for x in (tmp_path / "r" / "train_log.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in recs if "dev_bleu" in r]
+    assert lrs[0] == pytest.approx(1e-2) and lrs[2] == pytest.approx(5e-3)
+
+
+def test_no_dev_data_keeps_the_latest_weights(tmp_path: Path) -> None:
+    s = _run(tmp_path / "r", 5, evaluate=lambda m: None, eval_every=2)
+    assert s["best_dev_bleu"] == 0.0
+    best, last = Toy(), Toy()
+    load_run_weights(best, tmp_path / "r", "best")
+    load_run_weights(last, tmp_path / "r", "last")
+    for k, v in best.state_dict().items():
+        assert torch.equal(v, last.state_dict()[k]), k
+
+
+def test_warmup_plateau_schedule() -> None:
+    sched = WarmupPlateau(TrainConfig(lr=1.0, warmup_steps=4, lr_decay=0.5, lr_patience=2,
+                                      min_lr=0.2))
+    assert [sched.lr(s) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    for score in (1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5):
+        sched.observe(score)
+    assert sched.scale == 0.125 and sched.lr(10) == 0.2       # floored at min_lr
+    restored = WarmupPlateau(sched.cfg)
+    restored.load_state_dict(json.loads(json.dumps(sched.state_dict())))
+    assert restored.lr(10) == sched.lr(10) and restored.bad == sched.bad
