@@ -311,6 +311,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--eval-limit", type=int, default=None,
                     help="evaluate on the first N dev and test pairs only (smoke runs)")
     ap.add_argument("--skip-seqlab", action="store_true", help="Joey only (development)")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="skip training: evaluate the trained systems of an earlier run in "
+                         "--work-dir (its state is saved in trained.json after training)")
     ap.add_argument("--work-dir", default=str(REPO / "runs" / "bench_translate_peer"))
     ap.add_argument("--out", default=None,
                     help="default: benchmarks/results/translate_peer_<corpus>.json")
@@ -349,6 +352,15 @@ def main() -> None:
         "args": vars(args),
         "git": git_state(),
     }
+
+    if args.eval_only:
+        state = json.loads((work / "trained.json").read_text(encoding="utf-8"))
+        state["record"]["eval_only_command"] = record["command"]
+        corpus = load_corpus(args.corpus, args.src, args.tgt, data_dir=args.data_dir,
+                             seed=args.seed)
+        evaluate_and_write(args, state, limited(corpus, args.train_limit, args.eval_limit,
+                                                args.seed), out_json)
+        return
 
     # 1. machine ------------------------------------------------------------------------------
     joey_python, joey_setup = ensure_joey_python(args.joey_python)
@@ -551,13 +563,35 @@ def main() -> None:
              "tgt_vocab_size": tok.tgt.vocab_size}, src_pos, tgt_pos)
     record["flops"] = {**flops, "formula": train_flops_per_target_token.__doc__}
     record["load_average_during_training"] = load_samples
+    state = {"record": record, "peaks": {str(k): v for k, v in peaks.items()},
+             "joey_python": joey_python, "joey_ckpt": str(joey_ckpt),
+             "joey_threads": joey_threads, "seqlab_threads": seqlab_threads,
+             "jcfg_eval_path": str(jcfg_eval_path), "run_dir": str(run_dir),
+             "t_bench": time.perf_counter() - t_bench}
+    write_results(work / "trained.json", state)
+    evaluate_and_write(args, state, corpus, out_json)
+
+
+def evaluate_and_write(args: argparse.Namespace, state: dict[str, Any], corpus: Any,
+                       out_json: Path) -> None:
+    """Steps 5-6: decode dev and test with both systems (interleaved), print, write JSON."""
+    from seqlab.translate.metrics import score_corpus
+
+    t_eval = time.perf_counter()
+    record = state["record"]
+    peaks = {int(k): v for k, v in state["peaks"].items()}
+    joey_python, joey_threads = state["joey_python"], state["joey_threads"]
+    joey_ckpt, jcfg_eval_path = Path(state["joey_ckpt"]), Path(state["jcfg_eval_path"])
+    seqlab_threads, run_dir = state["seqlab_threads"], Path(state["run_dir"])
+    jwork = jcfg_eval_path.parent
+    flops = record["flops"]
 
     # 5. evaluation, interleaved --------------------------------------------------------------
     refs = {"dev": corpus.dev.tgt, "test": corpus.test.tgt}
     srcs = {"dev": corpus.dev.src, "test": corpus.test.src}
     evals: dict[str, dict[str, Any]] = {"joey": {}, "seqlab": {}}
     translator = None
-    if not args.skip_seqlab:
+    if "seqlab" in record:
         from seqlab.translate.api import Translator
 
         translator = Translator.load(run_dir)
@@ -595,7 +629,7 @@ def main() -> None:
     rows = build_rows(record, fpt, peak, joey_threads, seqlab_threads)
     record["table"] = rows
     record["machine"]["loadavg_end"] = os.getloadavg()
-    record["total_seconds"] = time.perf_counter() - t_bench
+    record["total_seconds"] = state["t_bench"] + time.perf_counter() - t_eval
     print_table(rows, record)
     write_results(out_json, record)
     print(f"wrote {out_json}")
