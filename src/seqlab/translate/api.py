@@ -166,12 +166,14 @@ class Translator:
 
 def run_translate_demo(out_dir: str | Path, minutes: float = 5.0, corpus: str = "libreoffice-help",
                        sentences: list[str] | None = None, progress: bool = True,
-                       seed: int = 1234, model_size: int = 256, vocab_size: int = 8000
-                       ) -> dict[str, Any]:
+                       seed: int = 1234, model_size: int = 128, vocab_size: int = 4000,
+                       max_len: int = 32) -> dict[str, Any]:
     """The README demo: train a small translator for `minutes` on the built-in corpus,
     translate a few sentences and save their attention heat maps under out_dir/attention/.
 
     Running it again continues the same run (resume) for another `minutes`.
+    Sized for a few CPU minutes: a 128-unit model, a 4k vocabulary and the pairs of at most
+    `max_len` subwords (UI strings and short help sentences) see many epochs in that time.
     Returns {"run_dir", "train": summary, "translations": [{source, translation, plot}]}.
     """
     from seqlab.translate.train import DataConfig, TrainConfig, train_translator
@@ -184,8 +186,9 @@ def run_translate_demo(out_dir: str | Path, minutes: float = 5.0, corpus: str = 
         model_cfg={"emb_dim": model_size, "enc_hidden": model_size, "dec_hidden": model_size,
                    "attention": "additive", "dropout": 0.2},
         train_cfg=TrainConfig(time_budget_min=minutes, eval_every=400, eval_sentences=300,
-                              batch_tokens=4096, seed=seed, max_epochs=1000),
-        data_cfg=DataConfig(corpus=corpus, src_lang="en", tgt_lang="fr", vocab_size=vocab_size),
+                              batch_tokens=2048, lr=3e-3, seed=seed, max_epochs=1000),
+        data_cfg=DataConfig(corpus=corpus, src_lang="en", tgt_lang="fr", vocab_size=vocab_size,
+                            max_len=max_len),
         resume=(run / "checkpoint.safetensors").exists(), progress=progress,
         overrides={"time_budget_min": minutes})
     tr = Translator.load(run)
