@@ -11,13 +11,7 @@ from seqlab.translate.model import Seq2Seq, TranslatorConfig
 BOS, EOS = 2, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matmuls: 1 thread avoids OpenMP overhead (100x under a loaded machine)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sources(B: int = 6, seed: int = 1, vocab: int = 20):

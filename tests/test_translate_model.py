@@ -13,13 +13,7 @@ from seqlab.translate.model import Seq2Seq, TranslatorConfig, smoothed_cross_ent
 PAD = 0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matmuls: 1 thread avoids OpenMP overhead (large on a loaded machine)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(attention: str = "additive", **kw) -> Seq2Seq:

@@ -17,7 +17,7 @@ over a caption (0 = off). Decoding uses `seqlab.decoding.search` (greedy / beam)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from seqlab.caption.encoder import ConvEncoder, EncoderConfig
 from seqlab.decoding.search import SearchResult, beam_search, greedy_search
 from seqlab.nn.decoder import AttentionDecoder, DecoderConfig, DecoderState, Memory
+from seqlab.training.checkpoint import check_config_fields
 
 
 @dataclass
@@ -58,10 +59,7 @@ class CaptionerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CaptionerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        check_config_fields(cls, d)
         d = dict(d)
         if "channels" in d:
             d["channels"] = tuple(int(c) for c in d["channels"])

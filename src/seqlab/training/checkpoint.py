@@ -187,3 +187,12 @@ def check_run_dir(out: Path, resume: bool) -> None:
     elif (out / CHECKPOINT_FILE).exists():
         raise UserError(f"{out}: already holds a training run; use --resume to continue it "
                         "or choose a new --out directory")
+
+
+def check_config_fields(cls: type, d: dict[str, Any]) -> None:
+    """A model config read from config.json must only hold `cls`'s dataclass fields."""
+    from dataclasses import fields
+
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown model config fields: {sorted(unknown)}")

@@ -10,7 +10,7 @@ the vocabulary projection, so they cost nothing and never reach the loss).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from seqlab.decoding.search import SearchResult, beam_search, greedy_search
 from seqlab.nn.decoder import AttentionDecoder, DecoderConfig, DecoderState, Memory
 from seqlab.nn.lstm import LSTM
+from seqlab.training.checkpoint import check_config_fields
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -89,10 +90,7 @@ class TranslatorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TranslatorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        check_config_fields(cls, d)
         return cls(**d)
 
 
