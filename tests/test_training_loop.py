@@ -4,6 +4,7 @@ schedule, the run-directory files)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,19 @@ def test_warmup_plateau_schedule() -> None:
     restored = WarmupPlateau(sched.cfg)
     restored.load_state_dict(json.loads(json.dumps(sched.state_dict())))
     assert restored.lr(10) == sched.lr(10) and restored.bad == sched.bad
+
+
+def test_time_budget_counts_the_earlier_sessions_of_a_run(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    def spent() -> float:
+        with safe_open(str(tmp_path / "r" / "checkpoint.safetensors"), "pt") as f:
+            return json.loads(f.metadata()["state"])["progress"]["train_seconds"]
+
+    _run(tmp_path / "r", 4, evaluate=lambda m: time.sleep(0.05) or 1.0)
+    first = spent()
+    assert first >= 0.05
+    # a budget already used up by the first session: the resumed run trains no further
+    s = _run(tmp_path / "r", None, resume=True, time_budget_min=first / 2 / 60)
+    assert s["stopped"] == "time_budget" and s["steps"] == 4
+    assert s["total_train_seconds"] >= first and spent() >= first

@@ -29,7 +29,9 @@ def caption() -> None:
               help="Run directory (config.json, model.safetensors, tokenizer/, log).")
 @click.option("--split", type=click.Choice(["random", "grouped"]), default="random",
               show_default=True, help="Held-out split: random images, or whole groups.")
-@click.option("--minutes", type=float, default=None, help="Training time budget.")
+@click.option("--minutes", type=float, default=None,
+              help="Training time budget in minutes, in total (with --resume, earlier "
+                   "sessions count).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
 @click.option("--attention", default="additive", show_default=True,
               type=click.Choice(["none", "additive", "dot", "general", "scaled_dot",

@@ -64,7 +64,9 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--batch-tokens", type=int, default=4096, show_default=True,
               help="Padded tokens per batch.")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--time-budget", type=float, default=None, help="Stop after this many minutes.")
+@click.option("--time-budget", type=float, default=None,
+              help="Stop after this many minutes of training in total (with --resume, "
+                   "earlier sessions count).")
 @click.option("--max-steps", type=int, default=None)
 @click.option("--max-epochs", type=int, default=100, show_default=True)
 @click.option("--eval-every", type=int, default=500, show_default=True,

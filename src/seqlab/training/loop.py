@@ -14,7 +14,9 @@ Schedule ("warmup + plateau halving", `WarmupPlateau`): the learning rate rises 
 to `lr` over `warmup_steps`, then is multiplied by `lr_decay` whenever the dev metric has not
 improved for `lr_patience` evaluations in a row (never below `min_lr`). Training stops after
 `patience` evaluations without a dev improvement (early stopping), after `max_steps`,
-`max_epochs`, or `time_budget_min` minutes. When a run stops between evaluations, a final
+`max_epochs`, or `time_budget_min` minutes of wall time in total (a resumed run counts the time
+of its earlier sessions, so "train 30 minutes, then resume with 60" equals one 60-minute run
+with a look at the 30-minute weights). When a run stops between evaluations, a final
 evaluation updates `model.safetensors` if it is better, without touching the schedule (so
 stopping and resuming changes nothing).
 
@@ -143,6 +145,7 @@ class Progress:
     evals_since_best: int = 0          # periodic evaluations without improvement
     best_periodic: float | None = None
     stopped: str | None = None
+    train_seconds: float = 0.0         # wall time spent in earlier sessions of this run
 
 
 def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt: str,
@@ -202,8 +205,10 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
         tensors.update(opt_t)
         tensors.update(rng_t)
+        done = asdict(prog)
+        done["train_seconds"] = prog.train_seconds + (time.perf_counter() - t_start)
         state = {"optimizer": opt_meta, "schedule": sched.state_dict(), "rng": rng_meta,
-                 "progress": asdict(prog)}
+                 "progress": done}
         save_safetensors_atomic(tensors, out / CHECKPOINT_FILE,
                                 metadata={"format": fmt, "state": json.dumps(state)})
         write_log()
@@ -244,7 +249,8 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             if train_cfg.max_steps is not None and prog.step >= train_cfg.max_steps:
                 stop = "max_steps"
                 break
-            if budget_s is not None and time.perf_counter() - t_start >= budget_s:
+            if (budget_s is not None
+                    and prog.train_seconds + time.perf_counter() - t_start >= budget_s):
                 stop = "time_budget"
                 break
             batch = epoch_batches[prog.batch_pos]
@@ -304,5 +310,6 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
     echo(f"stopped ({stop}) after {prog.step} steps; best dev {label} {best:.2f}")
     return {"steps": prog.step, "epochs": prog.epoch, "stopped": stop,
             f"best_dev_{metric}": prog.best_bleu, "seconds": elapsed,
+            "total_train_seconds": prog.train_seconds + elapsed,
             f"train_{unit}_per_s": total_units / elapsed if elapsed > 0 else None,
             "run_dir": str(out)}
