@@ -33,6 +33,13 @@ Scores (higher = more anomalous) and thresholds, per `threshold`:
 off otherwise) apply to every mode. `fit_threshold(X)` refits on other normal data;
 `calibrate_threshold` is the only path that uses labels, and it is recorded in
 `threshold_source_`.
+
+Embeddings (`transform`), per `embedding`: "latent" (default), the bottleneck z
+(latent_size); "states", the encoder's final h and c of every layer (2 * num_layers *
+hidden_size); "pooled", mean and max over time of the encoder's top-layer hidden states
+(2 * hidden_size), the best features for classification (benchmarks/bench_series_ucr.py:
+logistic regression on them beats the latent on UCR sets). Training does not depend on it: it
+can be changed on a fitted or loaded model with `set_params`.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ from torch import nn
 from seqlab.errors import UserError
 from seqlab.io import save_safetensors_atomic, write_json_atomic
 from seqlab.series.io import SeriesData, as_series, parse_columns, read_series_csv
-from seqlab.series.model import DECODER_INPUTS, AutoencoderConfig, LSTMAutoencoder
+from seqlab.series.model import DECODER_INPUTS, EMBEDDINGS, AutoencoderConfig, LSTMAutoencoder
 from seqlab.series.scoring import (
     PRUNE_MIN_DECREASE,
     ErrorAccumulator,
@@ -86,7 +93,8 @@ class SeriesAutoencoder:
                  missing: str = "interpolate", seed: int = 0, device: str = "cpu",
                  verbose: bool = False, score_stride: int | None = None,
                  columns: str | list[str] | None = None, num_threads: int | None = None,
-                 smoothing: int | None = None, prune: float | None = None):
+                 smoothing: int | None = None, prune: float | None = None,
+                 embedding: str = "latent"):
         self.window = window
         self.stride = stride
         self.hidden_size = hidden_size
@@ -110,6 +118,7 @@ class SeriesAutoencoder:
         self.num_threads = num_threads
         self.smoothing = smoothing
         self.prune = prune
+        self.embedding = embedding
 
     # ------------------------------------------------------------------ sklearn plumbing
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -139,6 +148,8 @@ class SeriesAutoencoder:
         if self.decoder_input not in DECODER_INPUTS:
             raise ValueError(f"decoder_input: expected one of {DECODER_INPUTS}, "
                              f"got {self.decoder_input!r}")
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding: expected one of {EMBEDDINGS}, got {self.embedding!r}")
         if self.missing not in ("interpolate", "error"):
             raise ValueError(f"missing: expected 'interpolate' or 'error', got {self.missing!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -366,7 +377,7 @@ class SeriesAutoencoder:
                     recon, z = self.model_(t)
                     yield s, xb, recon.cpu().numpy(), z.cpu().numpy()
                 else:
-                    yield s, xb, None, self.model_.encode(t).cpu().numpy()
+                    yield s, xb, None, self.model_.embed(t, self.embedding).cpu().numpy()
 
     def _point_errors(self, x: np.ndarray, window_errors: list | None = None) -> np.ndarray:
         """x: (N, C) scaled -> (N, C) mean |x - x'| over the windows covering each point.
@@ -419,9 +430,12 @@ class SeriesAutoencoder:
 
     # ------------------------------------------------------------------ public API
     def transform(self, X) -> np.ndarray:
-        """Feature vectors: (n_windows, latent_size) for a series (windows every `stride`
-        points, last one flush with the end; see `window_starts`), (n_samples, latent_size)
-        for a (n, T, C) sample array."""
+        """Feature vectors: (n_windows, D) for a series (windows every `stride` points, last
+        one flush with the end; see `window_starts`), (n_samples, D) for a (n, T, C) sample
+        array. D depends on `embedding`: latent_size ("latent"), 2 * num_layers * hidden_size
+        ("states"), 2 * hidden_size ("pooled")."""
+        if self.embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding: expected one of {EMBEDDINGS}, got {self.embedding!r}")
         kind, x, _ = self._scaled(X)
         if kind == "samples":
             flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window

@@ -26,6 +26,7 @@ from torch import nn
 from seqlab.nn import LSTM
 
 DECODER_INPUTS = ("latent", "teacher")
+EMBEDDINGS = ("latent", "states", "pooled")  # what `embed` returns, see its docstring
 
 
 @dataclass
@@ -67,6 +68,25 @@ class LSTMAutoencoder(nn.Module):
         """x: (B, T, C) -> z: (B, Z), the feature vector of each window."""
         _, (h_n, _) = self.encoder(x)           # h_n: (L, B, H)
         return self.to_latent(h_n[-1])          # (B, Z)
+
+    def embed(self, x: torch.Tensor, kind: str = "latent") -> torch.Tensor:
+        """x: (B, T, C) -> a feature vector per window, for classification or plots.
+
+        kind="latent": z (B, Z), the autoencoder's bottleneck (`encode`).
+        kind="states": the encoder's final h and c of every layer, (B, 2 * L * H) (TimeNet,
+        Malhotra et al. 2017, concatenates the final states of all layers).
+        kind="pooled": mean and max over time of the top encoder layer's hidden states,
+        (B, 2 * H): every step contributes, not only the last one, so a shape early in a long
+        window is not washed out by the time the encoder reaches its end.
+        """
+        if kind == "latent":
+            return self.encode(x)
+        if kind not in EMBEDDINGS:
+            raise ValueError(f"embedding: expected one of {EMBEDDINGS}, got {kind!r}")
+        out, (h_n, c_n) = self.encoder(x)       # (B, T, H), (L, B, H) each
+        if kind == "states":
+            return torch.cat([h_n, c_n]).transpose(0, 1).reshape(x.shape[0], -1)
+        return torch.cat([out.mean(dim=1), out.amax(dim=1)], dim=1)      # (B, 2H)
 
     def _initial_state(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, L, H = z.shape[0], self.cfg.num_layers, self.cfg.hidden_size
