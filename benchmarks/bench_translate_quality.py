@@ -105,8 +105,10 @@ def locked(path: Path) -> Iterator[dict[str, Any]]:
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         record = json.loads(path.read_text()) if path.exists() else {}
+        before = json.dumps(record, sort_keys=True)
         yield record
-        write_results(path, record)
+        if json.dumps(record, sort_keys=True) != before:
+            write_results(path, record)
 
 
 def median_tokens_per_s(run: Path) -> float | None:
