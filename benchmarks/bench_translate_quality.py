@@ -6,6 +6,7 @@ and en->de (the papers' lowercased-tokenised BLEU), and the attention ablation o
     .venv/bin/python benchmarks/bench_translate_quality.py multi30k --tgt de
     .venv/bin/python benchmarks/bench_translate_quality.py ablation --attention dot   # 10 min
     .venv/bin/python benchmarks/bench_translate_quality.py ablation --attention all
+    .venv/bin/python benchmarks/bench_translate_quality.py table     # the results as Markdown
 
 Each job trains ONE run directory (under --work-dir, default runs/bench_translate_quality/) with
 `train_translator` and looks at it at each time mark ("--marks 30,60": train until 30 minutes of
@@ -82,7 +83,8 @@ JOBS["ablation"] = {**JOBS["multi30k"], "marks": [10.0]}
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("job", choices=sorted(JOBS))
+    p.add_argument("job", choices=[*sorted(JOBS), "table"],
+                   help="a job to run, or 'table': print the results as Markdown tables")
     p.add_argument("--tgt", default="fr", choices=["fr", "de"], help="multi30k target language")
     p.add_argument("--attention", default="all",
                    help=f"ablation: one of {ATTENTIONS} or 'all' (one after another)")
@@ -186,8 +188,57 @@ def run_job(args: argparse.Namespace, key: str, spec: dict[str, Any], data: Data
             break
 
 
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def tables() -> str:
+    """The three result files as Markdown tables (what the README shows)."""
+    out: list[str] = []
+
+    def load(name: str) -> dict[str, Any]:
+        f = RESULTS / name
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def figures(m: dict[str, Any]) -> list[str]:
+        g, b = m["eval"]["test_beam1"], m["eval"]["test_beam5"]
+        t = m["train"]
+        return [f"{g['bleu']:.1f} / {b['bleu']:.1f}", f"{g['chrf']:.1f} / {b['chrf']:.1f}",
+                f"{g['bleu_lc_tok']:.1f} / {b['bleu_lc_tok']:.1f}",
+                f"{t['tokens_per_s_median'] or 0:,.0f}",
+                f"{g['sentences_per_s']:.0f} / {b['sentences_per_s']:.0f}",
+                f"{t['steps']:,} steps, {t['epochs']} epochs"]
+
+    head = ["test BLEU greedy / beam 5", "chrF greedy / beam 5",
+            "lowercased-tokenised BLEU greedy / beam 5", "train tokens/s",
+            "decode sent/s greedy / beam 5", "training"]
+    for name, title in (("translate_tatoeba.json", "minutes"),
+                        ("translate_multi30k.json", "minutes")):
+        rec = load(name)
+        for direction, node in sorted((k, v) for k, v in rec.items() if isinstance(v, dict)):
+            out += [f"{name} {direction}", "", _row([title, *head]),
+                    _row(["---"] * (len(head) + 1))]
+            for mark, m in sorted(node.get("marks", {}).items(), key=lambda kv: float(kv[0])):
+                spent = m["train"]["total_train_seconds"] / 60
+                out.append(_row([f"{mark} ({m['train']['stopped']} at {spent:.1f})",
+                                 *figures(m)]))
+            out.append("")
+    rec = load("translate_ablation_multi30k.json")
+    for direction, node in sorted((k, v) for k, v in rec.items() if isinstance(v, dict)):
+        out += [f"ablation {direction}", "", _row(["attention", *head]),
+                _row(["---"] * (len(head) + 1))]
+        for kind in ATTENTIONS:
+            for _, m in sorted(node.get(kind, {}).get("marks", {}).items()):
+                out.append(_row([kind, *figures(m)]))
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     args = parse_args()
+    if args.job == "table":
+        print(tables())
+        return
     spec = JOBS[args.job]
     if args.job == "tatoeba":
         data = DataConfig(**spec["data"], data_dir=args.data_dir)
