@@ -30,6 +30,10 @@ labels, so the best of them is an optimistic figure: the JSON says so.
     .venv/bin/python benchmarks/bench_series_nab.py --config day --categories realKnownCause
     .venv/bin/python benchmarks/bench_series_nab.py --series nyc_taxi,art_daily_jumpsup --epochs 5
     .venv/bin/python benchmarks/bench_series_nab.py --config day --variants all   # ablation
+
+`--regression 0.5` trains the AER variant of the autoencoder (Wong et al. 2022: it also predicts
+the points before and after each window; see `SeriesAutoencoder`); runs are then named
+CONFIG+aer+VARIANT. Its rule (issue #4): `--regression 0.5 --variants sigma_max_probation`.
 """
 
 from __future__ import annotations
@@ -80,6 +84,17 @@ VARIANTS = {
     # Hundman's dynamic threshold on the smoothed normal scores, without / with pruning
     "dynamic_noprune": {"threshold": "dynamic", "smoothing": None, "prune": 0.0, "refit": True},
     "dynamic": {"threshold": "dynamic", "smoothing": None, "prune": None, "refit": True},
+    # "sigma", events detected (merged, pruned) on the scores after the probationary period
+    # only: the first 15% is the training data, declared normal; NAB's own scorer ignores
+    # detections there, and the first points' scores are an edge artefact (fewer covering
+    # windows, EWMA start; AER masks them too)
+    "sigma_probation": {"threshold": "sigma", "smoothing": None, "prune": None, "refit": True,
+                        "skip_probation": True},
+    # threshold max(mean + 4 std, highest normal score): a level the normal data reaches is
+    # not anomalous (recurring patterns, e.g. a daily spike, no longer flag every recurrence)
+    "sigma_max": {"threshold": "sigma_max", "smoothing": None, "prune": None, "refit": True},
+    "sigma_max_probation": {"threshold": "sigma_max", "smoothing": None, "prune": None,
+                            "refit": True, "skip_probation": True},
 }
 
 
@@ -119,9 +134,10 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                             val_fraction=args.val_fraction, threshold=first["threshold"],
                             smoothing=first["smoothing"], prune=first["prune"],
-                            threshold_quantile=args.quantile, seed=args.seed)
+                            threshold_quantile=args.quantile, seed=args.seed,
+                            regression=args.regression)
     base = {"series": s.name, "n": n, "downsample": k, "window": window, "train_points": n_train}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         est.fit(x[:n_train])                           # first 15% only: model and threshold
     except UserError as err:
@@ -152,14 +168,21 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
         elif v != variants[0]:
             raise ValueError(f"variant {v!r} keeps fit's threshold: it must come first")
         scores = est._score_errors(err_all)             # (n / k,)
-        events_k = est.detect_events(x, scores=scores)  # inclusive (start, end), downsampled
+        if spec.get("skip_probation"):  # detect on the scores after the first 15% only
+            events_k = [(a + n_train, b + n_train)
+                        for a, b in est.detect_events(x, scores=scores[n_train:])]
+        else:
+            events_k = est.detect_events(x, scores=scores)  # inclusive (start, end), downsampled
         t_v = time.perf_counter() - t0
         # Back to the original resolution: block j covers points [j*k, (j+1)*k - 1].
         scores_full = np.repeat(scores, k)[:n]
         events = [(a * k, min(n - 1, (b + 1) * k - 1)) for a, b in events_k]
         tp, fp, fn = event_confusion(s.window_indices, events)
         roc, pr = point_auc(scores_full, s.label_points) if s.window_indices else (None, None)
+        # cpu_s: this process' CPU seconds (fit + all variants so far), robust to a shared CPU
         out[v] = dict(base, events=len(events), tp=tp, fp=fp, fn=fn, roc_auc=roc, pr_auc=pr,
+                      cpu_s=time.process_time() - c0,
+                      event_intervals=events, label_windows=list(s.window_indices),
                       fit_s=t_fit, total_s=t_fit + t_err + t_v, threshold=est.threshold_,
                       flagged_fraction=float(np.mean(scores > est.threshold_)))
     return out
@@ -174,7 +197,8 @@ def summarise(rows: list[dict]) -> dict:
             "tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r,
             "f1": f1, "roc_auc_mean": float(np.mean(rocs)) if rocs else None,
             "pr_auc_mean": float(np.mean(prs)) if prs else None,
-            "seconds_per_series": float(np.mean([x["total_s"] for x in rows]))}
+            "seconds_per_series": float(np.mean([x["total_s"] for x in rows])),
+            "cpu_seconds_per_series": float(np.mean([x.get("cpu_s", x["total_s"]) for x in rows]))}
 
 
 def main() -> None:
@@ -193,6 +217,9 @@ def main() -> None:
                    help=f"comma-separated scoring variants, or 'all': {', '.join(VARIANTS)}")
     p.add_argument("--quantile", type=float, default=0.995)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--regression", type=float, default=0.0,
+                   help="AER regression ratio (0: plain autoencoder); runs are named "
+                        "CONFIG+aer+VARIANT when > 0")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="benchmarks/results/series_nab.json")
@@ -235,6 +262,7 @@ def main() -> None:
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
     runs = previous.get("runs", {})
     suffix = "" if subset is None and len(categories) == 3 else "_subset"
+    method = "+aer" if args.regression else ""
     print(f"\nconfig {args.config!r}, epochs {args.epochs}, train+threshold on the first 15%")
     print(f"{'variant':<16}{'category':<23}{'n':>3}{'P':>7}{'R':>7}{'F1':>7}{'ROC':>7}{'PR':>7}"
           f"{'s/ser':>7}{'LSTM-AE':>9}{'AER':>7}{'F1/AER':>8}")
@@ -248,7 +276,7 @@ def main() -> None:
                   f"{m['f1']:>7.3f}{m['roc_auc_mean'] or float('nan'):>7.3f}"
                   f"{m['pr_auc_mean'] or float('nan'):>7.3f}{m['seconds_per_series']:>7.1f}"
                   f"{lstm if lstm else '-':>9}{aer if aer else '-':>7}{ratio:>8}")
-        key = f"{args.config}+{v}{suffix}"
+        key = f"{args.config}{method}+{v}{suffix}"
         runs[key] = {"machine": machine_info(), "config": cfg, "variant": VARIANTS[v],
                      "settings": {k: v for k, v in vars(args).items() if k != "out"},
                      "summary": summary, "per_series": rows[v]}
@@ -264,8 +292,10 @@ def main() -> None:
                 "variants were compared on this benchmark's labels, so the best variant's F1 is "
                 "an optimistic (selected-on-test) figure. See 'variants_note'.",
         "variants_note": previous.get("variants_note", ""),
+        "aer_note": previous.get("aer_note", ""),
         "runs": runs})
-    print(f"wrote {out_path} (runs {', '.join(args.config + '+' + v + suffix for v in variants)})")
+    print(f"wrote {out_path} (runs "
+          f"{', '.join(args.config + method + '+' + v + suffix for v in variants)})")
 
 
 if __name__ == "__main__":

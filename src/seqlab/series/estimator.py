@@ -26,13 +26,25 @@ Scores (higher = more anomalous) and thresholds, per `threshold`:
   error (`scoring.relative_error`), smoothed over time by an EWMA (Hundman et al. 2018);
   the threshold comes from these scores on ALL the normal fitting series (training part
   in-sample plus the held-out tail: the tail alone is too short to show the tail of the error
-  distribution): mean + 4 std ("sigma", Orion's fixed threshold) or Hundman's non-parametric
-  dynamic threshold ("dynamic").
+  distribution): mean + 4 std ("sigma", Orion's fixed threshold), that or the highest normal
+  score, whichever is larger ("sigma_max": a level the normal data reaches, e.g. a recurring
+  daily spike the model rebuilds badly, is never flagged), or Hundman's non-parametric dynamic
+  threshold ("dynamic").
 `smoothing` (EWMA span in points; None: window // 2 for "sigma"/"dynamic", off otherwise) and
 `prune` (Hundman's minimum peak decrease for `detect_events`; None: 0.13 for "sigma"/"dynamic",
 off otherwise) apply to every mode. `fit_threshold(X)` refits on other normal data;
 `calibrate_threshold` is the only path that uses labels, and it is recorded in
 `threshold_source_`.
+
+`regression` (AER, Wong et al. 2022; 0 = off, AER uses 0.5): the autoencoder also predicts the
+point just before and just after each window (`LSTMAutoencoder.forward_regression`), trained on
+(1 - r) * reconstruction MSE + r / 2 * (backward + forward prediction MSE). Each point's error
+vector then has 2C channels: C reconstruction errors and C regression errors (the forward
+prediction from the window ending just before the point and the backward one from the window
+starting just after it, averaged), so every score and threshold mode weighs both (the one-sided
+score averages the channels' relative errors: AER's "sum" combination, each error normalised
+by its mean on normal data instead of AER's min-max over the scored series). Series only: a
+(n, T, C) sample has no neighbouring points.
 
 Embeddings (`transform`), per `embedding`: "latent" (default), the bottleneck z
 (latent_size); "states", the encoder's final h and c of every layer (2 * num_layers *
@@ -74,13 +86,15 @@ from seqlab.series.scoring import (
     prune_events,
     quantile_threshold,
     relative_error,
+    sigma_max_threshold,
     sigma_threshold,
 )
 from seqlab.series.windows import Scaler, fill_missing, iter_window_batches, window_starts
 
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
-THRESHOLDS = ("gaussian", "quantile", "sigma", "dynamic")
-ONE_SIDED = ("sigma", "dynamic")  # smoothed relative-error score, threshold from all normal data
+THRESHOLDS = ("gaussian", "quantile", "sigma", "sigma_max", "dynamic")
+# smoothed relative-error score, threshold from all normal data
+ONE_SIDED = ("sigma", "sigma_max", "dynamic")
 INFER_BATCH = 512  # windows per inference batch: bounds memory at 512 * window * C floats
 
 
@@ -94,7 +108,7 @@ class SeriesAutoencoder:
                  verbose: bool = False, score_stride: int | None = None,
                  columns: str | list[str] | None = None, num_threads: int | None = None,
                  smoothing: int | None = None, prune: float | None = None,
-                 embedding: str = "latent"):
+                 regression: float = 0.0, embedding: str = "latent"):
         self.window = window
         self.stride = stride
         self.hidden_size = hidden_size
@@ -118,6 +132,7 @@ class SeriesAutoencoder:
         self.num_threads = num_threads
         self.smoothing = smoothing
         self.prune = prune
+        self.regression = regression
         self.embedding = embedding
 
     # ------------------------------------------------------------------ sklearn plumbing
@@ -145,6 +160,10 @@ class SeriesAutoencoder:
             raise ValueError(f"smoothing: expected None or a span >= 0, got {self.smoothing}")
         if self.prune is not None and not 0.0 <= float(self.prune) < 1.0:
             raise ValueError(f"prune: expected None or 0 <= p < 1, got {self.prune}")
+        if not 0.0 <= float(self.regression) < 1.0:
+            raise ValueError(f"regression: expected 0 <= ratio < 1, got {self.regression}")
+        if self.regression and self.decoder_input != "latent":
+            raise ValueError("regression: needs decoder_input='latent'")
         if self.decoder_input not in DECODER_INPUTS:
             raise ValueError(f"decoder_input: expected one of {DECODER_INPUTS}, "
                              f"got {self.decoder_input!r}")
@@ -258,6 +277,9 @@ class SeriesAutoencoder:
         self._check_params()
         kind, raw, data = self._as_input(X, fitting=True)
         self.input_kind_ = kind
+        if kind == "samples" and self.regression:
+            raise ValueError("regression: needs one long series (the points before and after "
+                             "each window), not a (n, T, C) sample array")
         if kind == "samples":
             n, T, C = raw.shape
             self.columns_ = [str(j) for j in range(C)]
@@ -294,16 +316,19 @@ class SeriesAutoencoder:
             # Scaling statistics from the training part only.
             self.scaler_ = Scaler.fit(raw[:split], self.columns_, data.source)
             x = self.scaler_.transform(raw)                                   # (N, C)
-            train_set = _WindowSet(x[:split], window_starts(split, self.window, self.stride),
-                                   self.window)
-            val_part = x[split:] if split < N else x
-            val_set = _WindowSet(val_part, window_starts(len(val_part), self.window,
-                                                         self.score_stride_), self.window)
+            # Regression (AER): each training window carries one extra point either side, the
+            # targets of the backward and forward predictions.
+            span = self.window + 2 if self.regression else self.window
+            train_set = _WindowSet(x[:split], window_starts(split, span, self.stride), span)
+            val_part = x[split:] if split < N and N - split >= span else x
+            val_set = _WindowSet(val_part, window_starts(len(val_part), span,
+                                                         self.score_stride_), span)
         self.n_features_ = C
         self.model_config_ = AutoencoderConfig(
             n_features=C, hidden_size=int(self.hidden_size), latent_size=int(self.latent_size),
             num_layers=int(self.num_layers), dropout=float(self.dropout),
-            reverse_target=bool(self.reverse_target), decoder_input=self.decoder_input)
+            reverse_target=bool(self.reverse_target), decoder_input=self.decoder_input,
+            regression=bool(self.regression))
         self._train(train_set, val_set)
         # Error model and threshold on normal held-out data (one-sided modes: all normal data).
         if kind == "samples":
@@ -342,8 +367,7 @@ class SeriesAutoencoder:
                 total, count = 0.0, 0
                 for i in range(0, len(order), self.batch_size):
                     xb = torch.from_numpy(train_set.batch(order[i:i + self.batch_size])).to(device)
-                    recon, _ = model(xb)                                      # (B, T, C)
-                    loss = nn.functional.mse_loss(recon, xb)
+                    loss = _loss(model, xb, float(self.regression))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # LSTM gradient spikes
@@ -351,7 +375,7 @@ class SeriesAutoencoder:
                     total += loss.item() * len(xb)
                     count += len(xb)
                     bar.update(1)
-                val_loss = _eval_loss(model, val_set, device)
+                val_loss = _eval_loss(model, val_set, device, float(self.regression))
                 self.history_.append({"epoch": epoch + 1, "train_loss": total / count,
                                       "val_loss": val_loss})
                 bar.set_postfix(train=f"{total / count:.4f}", val=f"{val_loss:.4f}")
@@ -387,12 +411,54 @@ class SeriesAutoencoder:
         for s, xb, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
             err = np.abs(xb - recon)                                          # (B, T, C)
             acc.add(s, err)
-            if window_errors is not None:
+            if window_errors is not None and not self.regression:
                 window_errors.append(self._score_errors(err).mean(axis=1))   # (B,)
-        return acc.mean()
+        if not self.regression:
+            return acc.mean()
+        # AER: the regression errors are C more channels of the error vector, so the error model
+        # and the relative score weigh reconstruction and prediction alike.
+        errors = np.concatenate([acc.mean(), self._regression_errors(x)], axis=1)  # (N, 2C)
+        if window_errors is not None:  # a window's score: the mean of its points' scores
+            point = self._score_errors(errors)                                # (N,)
+            starts = window_starts(len(x), self.window, self.score_stride_)
+            csum = np.concatenate([[0.0], np.cumsum(point)])
+            window_errors.append((csum[starts + self.window] - csum[starts]) / self.window)
+        return errors
+
+    def _regression_errors(self, x: np.ndarray) -> np.ndarray:
+        """AER's bi-directional regression error. x: (N, C) scaled -> (N, C): for each point,
+        |x - forward prediction| from the window that ends just before it and |x - backward
+        prediction| from the window that starts just after it, averaged where both exist (one
+        at the series' ends; a point neither reaches, possible only when N < 2 window + 1,
+        takes its nearest neighbour's)."""
+        N, C, T = len(x), x.shape[1], self.window
+        fwd = np.full((N, C), np.nan)
+        bwd = np.full((N, C), np.nan)
+        device = torch.device(self.device)
+        self.model_.eval()
+        with torch.no_grad(), _threads(self.num_threads):
+            for s, xb in iter_window_batches(x, np.arange(N - T + 1), T, INFER_BATCH):
+                prev, _, nxt, _ = self.model_.forward_regression(torch.from_numpy(xb).to(device))
+                ok = s + T < N                      # the window has a point after it
+                fwd[s[ok] + T] = np.abs(x[s[ok] + T] - nxt.cpu().numpy()[ok])
+                ok = s >= 1                         # ... and one before it
+                bwd[s[ok] - 1] = np.abs(x[s[ok] - 1] - prev.cpu().numpy()[ok])
+        both = np.stack([fwd, bwd])                                           # (2, N, C)
+        have = np.isfinite(both).sum(axis=0)                                  # (N, C)
+        out = np.where(have > 0, np.nansum(both, axis=0) / np.maximum(have, 1), np.nan)
+        if np.isnan(out).any():
+            idx = np.flatnonzero(np.isfinite(out[:, 0]))
+            if len(idx) == 0:  # N == window: one window, no point before or after it
+                return np.zeros((N, C))
+            nearest = idx[np.abs(np.arange(N)[:, None] - idx[None]).argmin(axis=1)]
+            out = out[nearest]
+        return out
 
     def _sample_errors(self, x: np.ndarray) -> np.ndarray:
         """x: (n, T, C) scaled samples -> (n, T, C) absolute reconstruction errors."""
+        if self.regression:
+            raise ValueError("X: a regression model scores one long series, not (n, T, C) "
+                             "samples (a sample has no points before and after it)")
         out = []
         flat = x.reshape(-1, x.shape[2])
         starts = np.arange(len(x)) * self.window  # each sample is one window of the flat array
@@ -412,7 +478,8 @@ class SeriesAutoencoder:
         return ewma(s, self.smoothing_)
 
     def _threshold_rule(self) -> str:
-        return {"sigma": "mean + 4 std", "dynamic": f"Hundman's dynamic threshold "
+        return {"sigma": "mean + 4 std", "sigma_max": "max(mean + 4 std, highest score)",
+                "dynamic": f"Hundman's dynamic threshold "
                 f"(z = {getattr(self, 'threshold_z_', float('nan')):g})"}.get(
                     self.threshold, f"quantile {self.threshold_quantile}")
 
@@ -423,6 +490,8 @@ class SeriesAutoencoder:
         scores = self._score_errors(errors).ravel()
         if self.threshold == "sigma":
             self.threshold_ = sigma_threshold(scores)
+        elif self.threshold == "sigma_max":
+            self.threshold_ = sigma_max_threshold(scores)
         elif self.threshold == "dynamic":
             self.threshold_, self.threshold_z_ = dynamic_threshold(scores)
         else:
@@ -630,16 +699,30 @@ class _WindowSet:
                                     dtype=np.float32)
 
 
-def _eval_loss(model: LSTMAutoencoder, ws: _WindowSet, device: torch.device) -> float:
-    """Mean squared reconstruction error (eval mode: free-running decoder) over ws."""
+def _loss(model: LSTMAutoencoder, xb: torch.Tensor, regression: float) -> torch.Tensor:
+    """The training objective on a batch. Plain: MSE of the reconstruction, xb (B, T, C).
+    AER (regression = ratio r > 0): xb (B, T + 2, C), the window plus one point either side;
+    (1 - r) * MSE(reconstruction of xb[:, 1:-1]) + r / 2 * (MSE(backward prediction of xb[:, 0])
+    + MSE(forward prediction of xb[:, -1])), AER's weighting."""
+    if not regression:
+        recon, _ = model(xb)                                                  # (B, T, C)
+        return nn.functional.mse_loss(recon, xb)
+    prev, recon, nxt, _ = model.forward_regression(xb[:, 1:-1])
+    mse = nn.functional.mse_loss
+    return (1.0 - regression) * mse(recon, xb[:, 1:-1]) \
+        + 0.5 * regression * (mse(prev, xb[:, 0]) + mse(nxt, xb[:, -1]))
+
+
+def _eval_loss(model: LSTMAutoencoder, ws: _WindowSet, device: torch.device,
+               regression: float = 0.0) -> float:
+    """The training objective (`_loss`) in eval mode (free-running decoder), mean over ws."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(ws), INFER_BATCH):
             xb = torch.from_numpy(ws.batch(np.arange(i, min(i + INFER_BATCH, len(ws))))).to(device)
-            recon, _ = model(xb)
-            total += float(nn.functional.mse_loss(recon, xb, reduction="sum"))
-            count += xb.numel()
+            total += float(_loss(model, xb, regression)) * len(xb)
+            count += len(xb)
     return total / max(count, 1)
 
 

@@ -14,6 +14,11 @@ Malhotra et al. 2016, "LSTM-based encoder-decoder for multi-sensor anomaly detec
   step). Training feeds the TRUE previous values (teacher forcing); at inference (eval mode)
   the decoder feeds back ITS OWN previous outputs, as EncDec-AD does at test time, so the
   reconstruction never sees the values it rebuilds.
+- regression (AER, Wong et al. 2022, "AER: Auto-Encoder with Regression for Time Series
+  Anomaly Detection"): the decoder runs T + 2 steps and its first and last outputs predict the
+  point just BEFORE and just AFTER the window (backward and forward regression), the T steps in
+  between rebuild the window. `forward_regression` returns the three parts; `forward` returns
+  the reconstruction only, so reconstruction callers need not care. Latent decoder input only.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class AutoencoderConfig:
     dropout: float = 0.0            # between LSTM layers and on z during training
     reverse_target: bool = True
     decoder_input: str = "latent"   # "latent" or "teacher"
+    regression: bool = False        # AER: also predict the points before and after the window
 
     def __post_init__(self) -> None:
         if self.decoder_input not in DECODER_INPUTS:
@@ -48,6 +54,9 @@ class AutoencoderConfig:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: expected 0 <= dropout < 1, got {self.dropout}")
+        if self.regression and self.decoder_input != "latent":
+            raise ValueError("regression: needs decoder_input='latent' (the decoder's two extra "
+                             "steps have no previous target to be fed)")
 
 
 class LSTMAutoencoder(nn.Module):
@@ -119,8 +128,24 @@ class LSTMAutoencoder(nn.Module):
             outs.append(prev)
         return torch.cat(outs, dim=1)                                    # (B, T, C)
 
+    def forward_regression(self, x: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """AER's three outputs. x: (B, T, C) -> (x_prev' (B, C), x' (B, T, C), x_next' (B, C),
+        z (B, Z)): the predicted point before the window, the reconstruction (original order),
+        the predicted point after it, and the feature vector. Needs `regression`."""
+        if not self.cfg.regression:
+            raise ValueError("forward_regression: the model was built with regression=False")
+        z = self.encode(x)
+        y = self.decode(self.latent_dropout(z), x.shape[1] + 2)         # (B, T + 2, C)
+        if self.cfg.reverse_target:
+            y = y.flip(1)
+        return y[:, 0], y[:, 1:-1], y[:, -1], z
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, C) -> (x' (B, T, C) in the original order, z (B, Z))."""
+        if self.cfg.regression:
+            _, recon, _, z = self.forward_regression(x)
+            return recon, z
         T = x.shape[1]
         z = self.encode(x)
         target = x.flip(1) if self.cfg.reverse_target else x

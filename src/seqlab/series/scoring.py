@@ -14,7 +14,8 @@
    Hundman et al. 2018 ("telemanom", the error smoothing Orion's LSTM pipelines use): a single
    noisy point no longer crosses the threshold, a sustained rise does.
 4. Threshold, from scores on normal data only: the `q` quantile (`quantile_threshold`), mean +
-   k std (`sigma_threshold`; Orion's fixed threshold, k=4), or Hundman's non-parametric dynamic
+   k std (`sigma_threshold`; Orion's fixed threshold, k=4), that or the highest normal score,
+   whichever is larger (`sigma_max_threshold`), or Hundman's non-parametric dynamic
    threshold (`dynamic_threshold`). Test labels are never used, except by
    `calibrated_threshold`, which the estimator records as a labelled calibration.
 5. Events: flagged points merged into inclusive intervals, gaps shorter than `min_gap` bridged;
@@ -187,6 +188,19 @@ def sigma_threshold(scores: np.ndarray, k: float = SIGMA_K) -> float:
     """mean + k std of scores on normal data (N,)."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     return float(scores.mean() + k * scores.std())
+
+
+def sigma_max_threshold(scores: np.ndarray, k: float = SIGMA_K) -> float:
+    """max(mean + k std, highest score) of scores on normal data (N,).
+
+    mean + k std alone assumes rare excursions; a recurring normal pattern that the model
+    rebuilds badly (a daily spike seen a few times in the normal data) makes a heavy tail that
+    the k std rule cuts through, flagging every recurrence. The data given as normal is normal
+    by definition, so no level it reaches is anomalous (the "max normal error" rule common in
+    autoencoder detectors); light-tailed scores keep the mean + k std threshold.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    return max(sigma_threshold(scores, k), float(scores.max()))
 
 
 def _runs(mask: np.ndarray) -> int:
