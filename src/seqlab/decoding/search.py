@@ -26,6 +26,7 @@ Beam search (fairseq-style, vectorised over the batch):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +70,26 @@ def _max_lengths(max_len: int | Tensor | list[int], batch: int) -> Tensor:
     return out
 
 
+# Row-wise max over a wide last dimension in blocks of this many: amax over the blocks is
+# vectorised, torch.max(dim) with indices is not (~5x faster for 64 x 8000).
+_MAX_BLOCK = 64
+
+
+def row_max(x: Tensor) -> tuple[Tensor, Tensor]:
+    """`x.max(dim=-1)` for x (N, V): the max of each row and the index of its first occurrence.
+
+    The same values and indices as torch.max, ~5x faster for wide rows: the max of each block of
+    `_MAX_BLOCK`, the first block holding the row max, the first index within that block.
+    """
+    N, V = x.shape
+    if V % _MAX_BLOCK or V < 4 * _MAX_BLOCK or not x.is_contiguous():
+        return x.max(dim=-1)
+    blocks = x.view(N, V // _MAX_BLOCK, _MAX_BLOCK)                        # (N, V/c, c)
+    best, block = blocks.amax(dim=-1).max(dim=-1)                           # (N,), (N,)
+    inner = blocks[torch.arange(N, device=x.device), block].argmax(dim=-1)  # (N,)
+    return best, block * _MAX_BLOCK + inner
+
+
 @torch.no_grad()
 def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, eos_id: int,
                   max_len: int | Tensor | list[int], return_attention: bool = False
@@ -76,6 +97,8 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     """Pick the most likely token at every step, for B sentences at once.
 
     state/memory: B rows each. max_len: output tokens allowed per sentence (int or (B,)).
+    The loop only records each step's rows, tokens and log-probabilities and checks once per
+    step whether a sentence ended (one host sync); the (B, T) outputs are assembled at the end.
     """
     B = state[0].size(0)
     limits = _max_lengths(max_len, B)
@@ -83,44 +106,201 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     T_max = int(limits.max().item()) if B else 0
     can_prune = hasattr(decoder, "select_memory")
     tokens = torch.full((B,), bos_id, dtype=torch.long, device=device)
-    out = torch.zeros(B, T_max, dtype=torch.long)                    # (B, T) chosen tokens
-    attn: Tensor | None = None                                       # (B, T, S) on request
-    logprob = torch.zeros(B, dtype=torch.float64)
-    ended = torch.full((B,), -1, dtype=torch.long)   # step at which EOS came, -1: not yet
     rows = torch.arange(B)        # original sentence of each row still decoded
-    live = torch.ones(B, dtype=torch.bool)   # rows still searched (all, when pruning)
+    lim = limits.clone()          # its length limit
+    # without select_memory finished rows stay in the batch: `done` remembers them
+    done = None if can_prune else torch.zeros(B, dtype=torch.bool)
+    steps: list[tuple[Tensor, Tensor, Tensor, Tensor | None]] = []  # (rows, tokens, lp, w)
     for t in range(T_max):
         lp, state, w = decoder.step(tokens, state, memory)          # (N, V), ..., (N, S)
-        best_lp, tokens = lp.max(dim=-1)                             # (N,)
-        r, tok_cpu = rows[live], tokens.cpu()[live]
-        out[r, t] = tok_cpu
-        logprob[r] += best_lp.cpu().double()[live]
-        if return_attention:
-            if attn is None:
-                attn = torch.zeros(B, T_max, w.size(-1), dtype=w.dtype)
-            attn[r, t] = w.cpu()[live]
-        eos = tok_cpu == eos_id
-        ended[r[eos]] = t
-        fin = torch.zeros_like(live)
-        fin[live] = eos | (t + 1 >= limits[r])
-        live &= ~fin
-        if not bool(live.any()):
+        best_lp, tokens = row_max(lp)                                # (N,)
+        tok_cpu = tokens.cpu()
+        steps.append((rows, tok_cpu, best_lp.cpu(), w.cpu() if return_attention else None))
+        fin = (tok_cpu == eos_id) | (lim <= t + 1)                   # (N,)
+        if done is not None:
+            done |= fin
+            if bool(done.all()):
+                break
+            continue
+        n_fin = int(fin.sum())
+        if n_fin == fin.numel():
             break
-        if can_prune and bool(fin.any()):
+        if n_fin:
             # drop finished sentences: later steps only compute the ones still decoded
-            keep = live.nonzero().squeeze(1)
-            rows, live = rows[keep], live[keep]
+            keep = (~fin).nonzero().squeeze(1)
+            rows, lim = rows[keep], lim[keep]
             keep = keep.to(device)
             tokens = tokens.index_select(0, keep)
             state = decoder.reorder_state(state, keep)
             memory = decoder.select_memory(memory, keep)  # type: ignore[attr-defined]
+    # assemble: out (B, T) tokens (-1 where a row was not decoded), its length n per sentence
+    T = len(steps)
+    out = torch.full((B, T), -1, dtype=torch.long)
+    for t, (r, tok, _, _) in enumerate(steps):
+        out[r, t] = tok
+    first_eos = torch.full((B,), T_max, dtype=torch.long)                   # (B,)
+    if T:
+        is_eos = out == eos_id
+        first_eos = torch.where(is_eos.any(1), is_eos.to(torch.int8).argmax(1), first_eos)
+    n = torch.minimum(first_eos, limits)           # output tokens, EOS excluded
+    # the last step whose log-prob counts (step 0 always counts, as it is always decoded)
+    last = torch.minimum(first_eos, (limits - 1).clamp_min(0))
+    logprob = torch.zeros(B, dtype=torch.float64)
+    for t, (r, _, blp, _) in enumerate(steps):     # summed in step order, as decoded
+        blp = blp.double()
+        if done is not None:                       # finished rows add exactly 0.0
+            blp = torch.where(last[r] >= t, blp, 0.0)
+        logprob.index_add_(0, r, blp)
+    attn: Tensor | None = None                     # (B, T, S) on request
+    if return_attention and steps:
+        attn = torch.zeros(B, T, steps[0][3].size(-1), dtype=steps[0][3].dtype)
+        for t, (r, _, _, w) in enumerate(steps):
+            attn[r, t] = w
+    toks, ns, lps = out.tolist(), n.tolist(), logprob.tolist()
     result = SearchResult()
     for b in range(B):
-        n = int(ended[b]) if ended[b] >= 0 else int(limits[b])
         result.hypotheses.append([Hypothesis(
-            out[b, :n].tolist(), float(logprob[b]), float(logprob[b]),
-            attn[b, :n] if attn is not None else None)])
+            toks[b][:ns[b]], lps[b], lps[b], attn[b, :ns[b]] if attn is not None else None)])
     return result
+
+
+class _Pending:
+    """Encoded sentences waiting to join the running batch (rows taken from the front)."""
+
+    def __init__(self, memory: Any, state: Any, first: int, limits: Tensor):
+        self.memory, self.state, self.first, self.limits = memory, state, first, limits
+
+    def __len__(self) -> int:
+        return self.limits.numel()
+
+
+@torch.no_grad()
+def greedy_search_stream(decoder: StepDecoder, batches: Iterable[tuple[Any, Any, Any]], *,
+                         bos_id: int, eos_id: int, max_rows: int) -> list[SearchResult]:
+    """Greedy search over a stream of batches with continuous batching: as sentences end, the
+    next ones join the running batch, so the steps keep about `max_rows` rows (instead of
+    running each batch down to its last, longest sentence with few rows).
+
+    batches: (memory, state, max_len) per batch, as for `greedy_search` (pulled lazily, so a
+    generator can encode each batch when its sentences are needed). The decoder must also offer
+    `select_memory`, `memory_group(memory)` (memories of one group can be joined without
+    changing any row's numbers) and `join([(memory, state), ...])` (concatenate rows).
+    Returns one SearchResult per batch, equal to `greedy_search` on that batch alone (tokens;
+    the log-probabilities up to the last bit where that batch's search ran fewer than 4 rows).
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    refill_at = max(1, max_rows // 8)   # join rows in groups: each join copies the memory
+    source = iter(batches)
+    sizes: list[int] = []               # rows per batch
+    limits_all: list[Tensor] = []       # (B,) per batch
+    pending: _Pending | None = None
+    memory: Any = None
+    state: Any = None
+    group: Any = None                   # memory_group of the running rows
+    rows = torch.zeros(0, dtype=torch.long)     # global row id of each running row
+    lim = torch.zeros(0, dtype=torch.long)      # its length limit
+    age = torch.zeros(0, dtype=torch.long)      # tokens it produced so far
+    tokens: Tensor | None = None
+    steps: list[tuple[Tensor, Tensor, Tensor]] = []   # (rows, tokens, log-prob) per step
+    exhausted = False
+    while True:
+        # ---- refill: pull rows from the pending batch (encoding the next one when needed)
+        while rows.numel() <= max_rows - refill_at or rows.numel() == 0:
+            if pending is None or len(pending) == 0:
+                if exhausted:
+                    break
+                nxt = next(source, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                p_memory, p_state, p_max_len = nxt
+                B = p_state[0].size(0)
+                p_limits = _max_lengths(p_max_len, B)
+                first = sum(sizes)
+                sizes.append(B)
+                limits_all.append(p_limits)
+                live = (p_limits > 0).nonzero().squeeze(1)   # limit 0: empty, no step
+                if live.numel() < B:
+                    p_memory = decoder.select_memory(p_memory, live)  # type: ignore[attr-defined]
+                    p_state = decoder.reorder_state(p_state, live)
+                pending = _Pending(p_memory, p_state, first + live, p_limits[live])
+                if len(pending) == 0:
+                    continue
+            p_group = decoder.memory_group(pending.memory)  # type: ignore[attr-defined]
+            if rows.numel() and p_group != group:
+                break                   # joins once the running rows have ended
+            take = min(max_rows - rows.numel(), len(pending))
+            idx, rest = torch.arange(take), torch.arange(take, len(pending))
+            parts = [] if rows.numel() == 0 else [(memory, state)]
+            if take == len(pending):
+                parts.append((pending.memory, pending.state))
+            else:
+                parts.append((decoder.select_memory(pending.memory, idx),  # type: ignore
+                              decoder.reorder_state(pending.state, idx)))
+            new_rows = pending.first[:take]
+            new_lim = pending.limits[:take]
+            if take == len(pending):
+                pending = None
+            else:
+                pending = _Pending(decoder.select_memory(pending.memory, rest),  # type: ignore
+                                   decoder.reorder_state(pending.state, rest),
+                                   pending.first[take:], pending.limits[take:])
+            memory, state = decoder.join(parts)  # type: ignore[attr-defined]
+            group = p_group
+            device = state[0].device
+            bos = torch.full((take,), bos_id, dtype=torch.long, device=device)
+            tokens = bos if rows.numel() == 0 or tokens is None else torch.cat([tokens, bos])
+            rows = torch.cat([rows, new_rows])
+            lim = torch.cat([lim, new_lim])
+            age = torch.cat([age, torch.zeros(take, dtype=torch.long)])
+        if rows.numel() == 0:
+            break
+        # ---- one step for the running rows
+        assert tokens is not None
+        lp, state, _ = decoder.step(tokens, state, memory)         # (N, V)
+        best_lp, tokens = row_max(lp)                                # (N,)
+        tok_cpu = tokens.cpu()
+        steps.append((rows, tok_cpu, best_lp.cpu()))
+        age = age + 1
+        fin = (tok_cpu == eos_id) | (age >= lim)                     # (N,)
+        n_fin = int(fin.sum())
+        if n_fin:
+            keep = (~fin).nonzero().squeeze(1)
+            rows, lim, age = rows[keep], lim[keep], age[keep]
+            if keep.numel():
+                keep = keep.to(tokens.device)
+                tokens = tokens.index_select(0, keep)
+                state = decoder.reorder_state(state, keep)
+                memory = decoder.select_memory(memory, keep)  # type: ignore[attr-defined]
+    # ---- assemble: each row's tokens in step order; log-probs summed in step order
+    G = sum(sizes)
+    logprob = torch.zeros(G, dtype=torch.float64)
+    for r, _, blp in steps:
+        logprob.index_add_(0, r, blp.double())
+    per_row: list[list[int]] = [[] for _ in range(G)]
+    if steps:
+        g_all = torch.cat([r for r, _, _ in steps])
+        t_all = torch.cat([t for _, t, _ in steps])
+        order = torch.sort(g_all, stable=True).indices
+        counts = torch.bincount(g_all, minlength=G).tolist()
+        flat = t_all[order].tolist()
+        pos = 0
+        for g, c in enumerate(counts):
+            per_row[g] = flat[pos:pos + c]
+            pos += c
+    lps = logprob.tolist()
+    results, g = [], 0
+    for B, lims in zip(sizes, limits_all, strict=True):
+        res = SearchResult()
+        for b in range(B):
+            toks = per_row[g][:int(lims[b])]
+            if eos_id in toks:
+                toks = toks[:toks.index(eos_id)]
+            res.hypotheses.append([Hypothesis(toks, lps[g], lps[g], None)])
+            g += 1
+        results.append(res)
+    return results
 
 
 @torch.no_grad()
@@ -158,7 +338,8 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
         Ba = len(active)
         lp, state, w = decoder.step(tokens, state, memory)            # (Ba*K, V), ..., (Ba*K, S)
         V = lp.size(-1)
-        cand = (scores.unsqueeze(-1) + lp.view(Ba, K, V)).view(Ba, K * V)  # (Ba, K*V)
+        # in place: the (Ba*K, V) log-probs are not needed afterwards (a + b == b + a exactly)
+        cand = lp.view(Ba, K, V).add_(scores.unsqueeze(-1)).view(Ba, K * V)  # (Ba, K*V)
         top_scores, top_idx = cand.topk(2 * K, dim=1)                 # (Ba, 2K)
         top_beam, top_tok = top_idx // V, top_idx % V                 # (Ba, 2K)
         is_eos = top_tok == eos_id

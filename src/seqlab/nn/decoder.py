@@ -20,18 +20,27 @@ the masked mean of the memory).
 Speed (CPU): the embedding half of the cell's input projection is one matmul over all steps, the
 attention's key projection is computed once per memory (`attn.precompute`), and the vocabulary
 projection is one matmul after the loop over the real (non-pad) positions only.
+
+Incremental decoding (`step` in eval mode without autograd) reads inference weights cached
+until a parameter changes: the embedding half of the cell's input projection for the whole
+vocabulary (a (V, 4H) table: a row lookup instead of a matmul per step), the cell's [W_feed; W_hh]
+concatenated once, and the transposed (contiguous) combine and vocabulary weights, which MKL
+multiplies ~1.2x faster than nn.Linear's layout. The results equal the plain step's (tests), to
+the last bit here (torch 2.13 CPU, MKL; checked on 2000 Tatoeba sentences by
+benchmarks/bench_decode.py): with fewer than `_SAME_BITS_MIN_ROWS` rows MKL takes a kernel that
+rounds differently, so small batches keep the plain operands.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.nn.attention import build_attention
+from seqlab.nn.attention import Attention, AttentionCache, build_attention, masked_softmax
 from seqlab.nn.gates import lstm_update
 from seqlab.nn.lstm import LSTMCell
 
@@ -70,6 +79,30 @@ class Memory(NamedTuple):
     values: Tensor  # (N, S, D)
     mask: Tensor    # (N, S) bool, True = real position
     cache: Any      # attn.precompute(values): key projections, computed once
+
+
+# From this many rows on, MKL's sgemm gives each row the same bits whatever the operand layout
+# (nn.Linear's x @ W^T view vs a contiguous W^T) and whichever rows are multiplied together
+# (a lookup in a precomputed (V, 4H) table vs a matmul of the looked-up embeddings); with 1-3
+# rows it takes another kernel. Measured for 1..400 rows with torch 2.13 CPU on AMD Zen 4.
+_SAME_BITS_MIN_ROWS = 4
+# The masked softmax over >= 16 source positions (the AVX-512 float width) runs a vectorised
+# kernel, over fewer a scalar one; each gives a row the same bits however much masked padding
+# follows, but the two differ in the last bit. `join` keeps memories on their side of it.
+_SOFTMAX_VECTOR_LEN = 16
+
+
+class _InferenceWeights(NamedTuple):
+    """Weights `step` derives from the parameters once, reused while they stay unchanged."""
+
+    key: tuple[Any, ...]   # identity and version of every parameter they come from
+    emb_proj: Tensor       # (V, 4H) E W_emb^T + b_ih + b_hh: the embedding half per token
+    w_emb: Tensor          # (4H, E)
+    bias: Tensor           # (4H,)
+    w_rec: Tensor          # (4H, H [+ H]) [W_feed, W_hh]
+    w_rec_t: Tensor        # (H [+ H], 4H) contiguous
+    combine_t: Tensor      # (H + D', H) contiguous
+    out_t: Tensor          # (H, V) contiguous
 
 
 class AttentionDecoder(nn.Module):
@@ -177,10 +210,59 @@ class AttentionDecoder(nn.Module):
     def step(self, tokens: Tensor, state: DecoderState, memory: Memory
              ) -> tuple[Tensor, DecoderState, Tensor]:
         """tokens: (N,) previous tokens. Returns log-probs (N, V), the new state, weights (N, S)."""
+        if not self.training and not torch.is_grad_enabled():
+            return self._inference_step(tokens, state, memory)
         w_emb, w_rec, bias = self._split_weights()
         xproj = torch.addmm(bias, self.dropout(self.embed(tokens)), w_emb.t())   # (N, 4H)
         state, a, w = self._step(xproj, state, w_rec, memory)
         return F.log_softmax(self.logits(a), dim=-1), state, w
+
+    def _inference_weights(self) -> _InferenceWeights:
+        """The cached inference weights, rebuilt when a parameter was changed or replaced
+        (an optimizer step or load_state_dict bumps its version counter)."""
+        params = (self.embed.weight, self.cell.weight_ih, self.cell.weight_hh, self.cell.bias_ih,
+                  self.cell.bias_hh, self.combine.weight, self.out.weight, self.out.bias)
+        key = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        cached = self.__dict__.get("_infer_weights")
+        if cached is not None and cached.key == key:
+            return cached
+        with torch.no_grad():
+            w_emb, w_rec, bias = self._split_weights()
+            cached = _InferenceWeights(
+                key=key, emb_proj=torch.addmm(bias, self.embed.weight, w_emb.t()),
+                w_emb=w_emb, bias=bias, w_rec=w_rec, w_rec_t=w_rec.t().contiguous(),
+                combine_t=self.combine.weight.t().contiguous(),
+                out_t=self.out.weight.t().contiguous())
+        self.__dict__["_infer_weights"] = cached   # a plain attribute: not in the state dict
+        return cached
+
+    def _inference_step(self, tokens: Tensor, state: DecoderState, memory: Memory
+                        ) -> tuple[Tensor, DecoderState, Tensor]:
+        """`step` in eval mode without autograd: the same operations as `_step` (dropout is the
+        identity) on the cached weights, so the same bits out."""
+        iw = self._inference_weights()
+        big = tokens.size(0) >= _SAME_BITS_MIN_ROWS
+        if big:
+            xproj = iw.emb_proj.index_select(0, tokens)                      # (N, 4H)
+        else:
+            xproj = torch.addmm(iw.bias, self.embed(tokens), iw.w_emb.t())
+        rec_in = torch.cat([state.feed, state.h], 1) if self.cfg.input_feeding else state.h
+        z = torch.addmm(xproj, rec_in, iw.w_rec_t if big else iw.w_rec.t())  # (N, 4H)
+        h, c, _ = lstm_update(z, state.c)
+        attn = self.attention
+        if type(attn).forward is Attention.forward:
+            # Attention.forward without its argument checks (the memory came from make_memory)
+            scores = attn.scores(h.unsqueeze(1), memory.cache)              # (N, 1, S)
+            w = masked_softmax(scores, memory.mask.unsqueeze(1))             # (N, 1, S)
+            ctx = torch.bmm(w, memory.values).squeeze(1)                     # (N, D)
+            w = w.squeeze(-2)                                                # (N, S)
+        else:
+            ctx, w = attn(h, memory.values, memory.values, mask=memory.mask, cache=memory.cache)
+        hc = torch.cat([h, ctx], 1)                                          # (N, H + D')
+        a = torch.tanh(torch.mm(hc, iw.combine_t) if big else self.combine(hc))   # (N, H)
+        logits = (torch.addmm(self.out.bias, a, iw.out_t) if big
+                  else self.out(a))                                          # (N, V)
+        return F.log_softmax(logits, dim=-1), DecoderState(h, c, a), w
 
     @staticmethod
     def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
@@ -195,6 +277,45 @@ class AttentionDecoder(nn.Module):
         if cache is None:
             cache = self.attention.precompute(values, values)
         return Memory(values, memory.mask.index_select(0, index), cache)
+
+    def memory_group(self, memory: Memory) -> bool:
+        """Memories of one group can be joined (`join`) without changing any row's numbers."""
+        return memory.values.size(1) >= _SOFTMAX_VECTOR_LEN
+
+    def join(self, parts: list[tuple[Memory, DecoderState]]) -> tuple[Memory, DecoderState]:
+        """Concatenate the rows of (memory, state) pairs of one `memory_group` (continuous
+        batching: sentences join a running batch as others finish).
+
+        The sources are cut or zero-padded to the longest real source among the rows (at least
+        `_SOFTMAX_VECTOR_LEN` in the long group), so finished long sentences stop costing
+        attention work; padded positions are masked, so they get exactly zero weight.
+        """
+        long = self.memory_group(parts[0][0])
+        S = max(int(m.mask.sum(1).max()) for m, _ in parts)
+        if long:
+            S = max(S, _SOFTMAX_VECTOR_LEN)
+
+        def fit(x: Tensor, dim: int) -> Tensor:   # the first S positions along dim, zero-padded
+            dim = dim % x.dim()
+            if x.size(dim) >= S:
+                return x.narrow(dim, 0, S)
+            shape = list(x.shape)
+            shape[dim] = S - x.size(dim)
+            return torch.cat([x, x.new_zeros(shape)], dim)
+
+        mems = [m for m, _ in parts]
+        cache = mems[0].cache
+        if isinstance(cache, AttentionCache):     # keys/values (..., S, d): S second to last
+            cache = replace(cache, keys=torch.cat([fit(m.cache.keys, -2) for m in mems]),
+                            values=None if cache.values is None else
+                            torch.cat([fit(m.cache.values, -2) for m in mems]))
+        values = torch.cat([fit(m.values, 1) for m in mems])                 # (N, S, D)
+        if not isinstance(cache, AttentionCache):
+            cache = self.attention.precompute(values, values)
+        memory = Memory(values, torch.cat([fit(m.mask, 1) for m in mems]), cache)
+        state = DecoderState(*(torch.cat(xs) for xs in zip(*(st for _, st in parts),
+                                                            strict=True)))
+        return memory, state
 
     def expand_memory(self, memory: Memory, k: int) -> Memory:
         """Repeat every memory row k times (beam search): (B, S, D) -> (B*k, S, D)."""

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.errors import UserError
 from seqlab.translate.batching import collate_src
 from seqlab.translate.model import Seq2Seq, TranslatorConfig
@@ -62,21 +64,23 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
         # sort by length so each batch pads little; collate_src sorts inside the batch too
         todo.sort(key=lambda i: -len(src_ids[i]))
         eos_piece = "</s>"
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            sb = collate_src(src_ids, chunk, pad_id=model.cfg.pad_id, eos_id=model.cfg.eos_id,
-                             src_eos=src_eos)
-            res = model.generate(sb.src, sb.src_lengths, sb.src_mask, num_beams=num_beams,
-                                 max_new_tokens=max_new_tokens, length_penalty=length_penalty,
-                                 num_return_sequences=num_return_sequences,
-                                 return_attention=return_attention)
+        chunks = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+
+        found: list[tuple[int, list[Hypothesis], Any, int]] = []   # (idx, hyps, batch, row)
+
+        def collect(sb: Any, res: SearchResult) -> None:
             for row, idx in enumerate(sb.indices):
-                hyps = res.hypotheses[row]
-                texts = tok.tgt.decode([h.tokens for h in hyps])
+                found.append((idx, res.hypotheses[row], sb, row))
+
+        def finish() -> list[Translation]:
+            # one detokenisation call for everything (sentencepiece's batch decode has a high
+            # fixed cost per call)
+            texts = iter(tok.tgt.decode([h.tokens for _, hyps, _, _ in found for h in hyps]))
+            for idx, hyps, sb, row in found:
                 best = hyps[0]
-                tr = Translation(texts[0], score=best.score,
-                                 nbest=list(zip(texts[1:], [h.score for h in hyps[1:]],
-                                                strict=True)))
+                text = next(texts)
+                nbest = [(next(texts), h.score) for h in hyps[1:]]
+                tr = Translation(text, score=best.score, nbest=nbest)
                 if return_attention:
                     n_src = int(sb.src_lengths[row])
                     tr.src_tokens = tok.src.ids_to_pieces(src_ids[idx]) + (
@@ -86,7 +90,38 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
                     tr.attention = (att[:, :n_src].float().numpy() if att is not None
                                     else np.zeros((0, n_src), dtype=np.float32))
                 results[idx] = tr
-        return results
+            return results
+
+        def collate(chunk: list[int]) -> Any:
+            return collate_src(src_ids, chunk, pad_id=model.cfg.pad_id, eos_id=model.cfg.eos_id,
+                               src_eos=src_eos)
+
+        if (num_beams == 1 and num_return_sequences == 1 and not return_attention
+                and hasattr(model.decoder, "join")):
+            # greedy with continuous batching: sentences join the running batch as others end
+            collated: list[Any] = []
+
+            def encoded() -> Iterator[tuple[Any, Any, Any]]:
+                for chunk in chunks:
+                    sb = collate(chunk)
+                    collated.append(sb)
+                    memory, state = model.encode(sb.src, sb.src_lengths, sb.src_mask)
+                    yield memory, state, (max_new_tokens if max_new_tokens is not None
+                                          else (2 * sb.src_lengths.cpu() + 10).long())  # generate's
+
+            searched = greedy_search_stream(model.decoder, encoded(), bos_id=model.cfg.bos_id,
+                                            eos_id=model.cfg.eos_id, max_rows=batch_size)
+            for sb, res in zip(collated, searched, strict=True):
+                collect(sb, res)
+            return finish()
+        for chunk in chunks:
+            sb = collate(chunk)
+            res = model.generate(sb.src, sb.src_lengths, sb.src_mask, num_beams=num_beams,
+                                 max_new_tokens=max_new_tokens, length_penalty=length_penalty,
+                                 num_return_sequences=num_return_sequences,
+                                 return_attention=return_attention)
+            collect(sb, res)
+        return finish()
     finally:
         model.train(was_training)
 
