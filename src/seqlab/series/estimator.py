@@ -49,9 +49,10 @@ by its mean on normal data instead of AER's min-max over the scored series). Ser
 Embeddings (`transform`), per `embedding`: "latent" (default), the bottleneck z
 (latent_size); "states", the encoder's final h and c of every layer (2 * num_layers *
 hidden_size); "pooled", mean and max over time of the encoder's top-layer hidden states
-(2 * hidden_size), the best features for classification (benchmarks/bench_series_ucr.py:
-logistic regression on them beats the latent on UCR sets). Training does not depend on it: it
-can be changed on a fitted or loaded model with `set_params`.
+(2 * hidden_size), the features to use for classification (benchmarks/bench_series_ucr.py,
+logistic regression on the embeddings: GunPoint test accuracy 0.97 pooled, 0.82 latent; equal
+on ItalyPowerDemand). Training does not depend on it: it can be changed on a fitted or loaded
+model with `set_params`.
 """
 
 from __future__ import annotations
