@@ -33,7 +33,8 @@ labels, so the best of them is an optimistic figure: the JSON says so.
 
 `--regression 0.5` trains the AER variant of the autoencoder (Wong et al. 2022: it also predicts
 the points before and after each window; see `SeriesAutoencoder`); runs are then named
-CONFIG+aer+VARIANT. Its rule (issue #4): `--regression 0.5 --variants sigma_max_probation`.
+CONFIG+aer+VARIANT. The recommended rule (issue #4; see 'aer_note' in the JSON):
+`--regression 0.5 --variants sigma_max`.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ VARIANTS = {
     # "sigma", events detected (merged, pruned) on the scores after the probationary period
     # only: the first 15% is the training data, declared normal; NAB's own scorer ignores
     # detections there, and the first points' scores are an edge artefact (fewer covering
-    # windows, EWMA start; AER masks them too)
+    # windows, EWMA start; AER masks them too). Measured: no better (pruning's reference, the
+    # highest unflagged score, drops without the first 15%, so more events survive)
     "sigma_probation": {"threshold": "sigma", "smoothing": None, "prune": None, "refit": True,
                         "skip_probation": True},
     # threshold max(mean + 4 std, highest normal score): a level the normal data reaches is
