@@ -21,7 +21,7 @@ import torch
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.errors import UserError
 from seqlab.translate.batching import collate_src
-from seqlab.translate.model import Seq2Seq, TranslatorConfig
+from seqlab.translate.model import Seq2Seq, TranslatorConfig, default_max_new_tokens
 from seqlab.translate.tokenizer import TokenizerPair
 
 
@@ -107,7 +107,7 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
                     collated.append(sb)
                     memory, state = model.encode(sb.src, sb.src_lengths, sb.src_mask)
                     yield memory, state, (max_new_tokens if max_new_tokens is not None
-                                          else (2 * sb.src_lengths.cpu() + 10).long())  # generate's
+                                          else default_max_new_tokens(sb.src_lengths))
 
             searched = greedy_search_stream(model.decoder, encoded(), bos_id=model.cfg.bos_id,
                                             eos_id=model.cfg.eos_id, max_rows=batch_size)

@@ -94,6 +94,11 @@ class TranslatorConfig:
         return cls(**d)
 
 
+def default_max_new_tokens(src_lengths: Tensor) -> Tensor:
+    """Output length limit per sentence when none is given: 2 x source length + 10, (B,)."""
+    return (2 * src_lengths.cpu() + 10).long()
+
+
 class Seq2Seq(nn.Module):
     def __init__(self, cfg: TranslatorConfig):
         super().__init__()
@@ -152,7 +157,7 @@ class Seq2Seq(nn.Module):
                  return_attention: bool = False) -> SearchResult:
         """Translate a batch. max_new_tokens: int, (B,) or None = 2 * source length + 10."""
         if max_new_tokens is None:
-            max_new_tokens = (2 * src_lengths.cpu() + 10).long()
+            max_new_tokens = default_max_new_tokens(src_lengths)
         memory, state = self.encode(src, src_lengths, src_mask)
         common: dict[str, Any] = dict(bos_id=self.cfg.bos_id, eos_id=self.cfg.eos_id,
                                       max_len=max_new_tokens, return_attention=return_attention)
