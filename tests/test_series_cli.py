@@ -78,6 +78,14 @@ def test_embed_writes_one_row_per_window(run_dir):
     assert [c for c in emb.columns if c.startswith("z")] == [f"z{k}" for k in range(8)]
     assert emb["start_index"].tolist() == list(range(0, 400 - 16 + 1, 8))
     assert (run_dir / "emb.png").stat().st_size > 0
+    # --embedding pooled: mean and max of the encoder's hidden states, 2 x hidden columns
+    res = _run("embed", run_dir / "RUN", run_dir / "train.csv", "-o", out, "--stride", "8",
+               "--embedding", "pooled")
+    assert res.exit_code == 0, res.output
+    pooled = pd.read_csv(out)
+    hidden = json.loads((run_dir / "RUN" / "config.json").read_text())["params"]["hidden_size"]
+    assert len([c for c in pooled.columns if c.startswith("z")]) == 2 * hidden
+    assert len(pooled) == len(emb)
 
 
 def _assert_clean_failure(res, match, *paths):

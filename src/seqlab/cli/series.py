@@ -204,15 +204,21 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
 @click.option("--label-column", default=None,
               help="Column of classes in DATA: a window's class is its last point's class; "
                    "colours the plot and is written to the CSV.")
+@click.option("--embedding", type=click.Choice(["latent", "states", "pooled"]), default=None,
+              help="latent: the bottleneck z; states: the encoder's final h and c of every "
+                   "layer; pooled: mean and max over time of the encoder's states (best for "
+                   "classifying shapes) [default: the model's setting].")
 def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path: Path | None,
-              label_column: str | None) -> None:
-    """Feature vectors (the autoencoder's latent) of the windows of DATA."""
+              label_column: str | None, embedding: str | None) -> None:
+    """Feature vectors of the windows of DATA (the autoencoder's latent unless --embedding)."""
     from seqlab.series.plots import plot_embeddings
 
     _check_outputs(output, plot_path)
     est, sd = _load_for(run, data, label_column)
     if stride is not None:
         est.stride = stride
+    if embedding is not None:
+        est.embedding = embedding
     Z = est.transform(sd)                                                    # (W, latent)
     starts = est.window_starts(len(sd.values))
     ends = starts + est.window - 1
