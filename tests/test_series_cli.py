@@ -50,6 +50,18 @@ def test_fit_writes_model_and_config(run_dir):
     assert "threshold" in cfg and "normal fitting points" in cfg["threshold_source"]
 
 
+def test_fit_with_aer_regression_and_sigma_max_threshold(run_dir, tmp_path):
+    res = _run("fit", run_dir / "train.csv", "--columns", "a,b", "--out", tmp_path / "AER",
+               *FIT_FAST, "--regression", "0.5", "--threshold", "sigma_max")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "AER" / "config.json").read_text())
+    assert cfg["params"]["regression"] == 0.5 and cfg["params"]["threshold"] == "sigma_max"
+    out = tmp_path / "scores.csv"
+    res = _run("score", tmp_path / "AER", run_dir / "train.csv", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(out)) == 400
+
+
 def test_score_writes_scores_events_and_plot(run_dir):
     _series_frame(300, seed=1, spike=150).to_csv(run_dir / "new.csv", index=False)
     out, ev, png = run_dir / "scores.csv", run_dir / "events.csv", run_dir / "an.png"

@@ -66,10 +66,15 @@ def _check_outputs(*paths: Path | None) -> None:
 @click.option("--val-fraction", default=0.1, show_default=True,
               type=click.FloatRange(0, 1, max_open=True))
 @click.option("--threshold", default="sigma", show_default=True,
-              type=click.Choice(["sigma", "dynamic", "gaussian", "quantile"]),
+              type=click.Choice(["sigma", "sigma_max", "dynamic", "gaussian", "quantile"]),
               help="sigma: smoothed one-sided error, mean + 4 std on the training data, pruned "
-                   "events; dynamic: Hundman's threshold search; gaussian: EncDec-AD error "
-                   "model; quantile: a quantile of the plain error.")
+                   "events; sigma_max: the same, at least the highest training score; dynamic: "
+                   "Hundman's threshold search; gaussian: EncDec-AD error model; quantile: a "
+                   "quantile of the plain error.")
+@click.option("--regression", default=0.0, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="AER: share of the loss for also predicting the point before and after "
+                   "each window; the prediction error joins the score (0 = off; AER uses 0.5).")
 @click.option("--quantile", "threshold_quantile", default=0.995, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--missing", default="interpolate", show_default=True,
@@ -81,7 +86,8 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
             num_layers: int, dropout: float, reverse_target: bool, decoder_input: str,
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
-            threshold_quantile: float, missing: str, seed: int, threads: int | None) -> None:
+            threshold_quantile: float, regression: float, missing: str, seed: int,
+            threads: int | None) -> None:
     """Train on DATA (a CSV of normal behaviour) and save the model to --out."""
     from seqlab.series.estimator import SeriesAutoencoder
     from seqlab.series.io import read_series_csv
@@ -96,7 +102,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
         val_fraction=val_fraction, threshold=threshold, threshold_quantile=threshold_quantile,
         missing=missing, seed=seed, verbose=True, score_stride=score_stride,
-        num_threads=threads)
+        num_threads=threads, regression=regression)
     est.fit(series_data)
     est.save(out_dir)
     last = est.history_[-1]
