@@ -136,6 +136,12 @@ def test_fit_bad_input(tmp_path, text, match, extra):
     assert str(p) in res.output or match.startswith("unknown")
 
 
+def test_fit_bad_option_combination_is_one_line(run_dir, tmp_path):
+    res = _run("fit", run_dir / "train.csv", "--columns", "a,b", "--out", tmp_path / "RUN",
+               *FIT_FAST, "--regression", "0.5", "--decoder-input", "teacher")
+    _assert_clean_failure(res, "regression: needs decoder_input='latent'", tmp_path / "RUN")
+
+
 def test_score_with_other_columns_is_a_clear_error(run_dir, tmp_path):
     df = _series_frame(100).rename(columns={"b": "bb"})
     df.to_csv(tmp_path / "other.csv", index=False)

@@ -103,6 +103,10 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         val_fraction=val_fraction, threshold=threshold, threshold_quantile=threshold_quantile,
         missing=missing, seed=seed, verbose=True, score_stride=score_stride,
         num_threads=threads, regression=regression)
+    try:
+        est._check_params()   # option combinations, before any training
+    except ValueError as err:
+        raise UserError(f"series fit: {err}") from None
     est.fit(series_data)
     est.save(out_dir)
     last = est.history_[-1]
