@@ -94,6 +94,11 @@ def parse_args() -> argparse.Namespace:
                    help=f"ablation: one of {ATTENTIONS} or 'all' (one after another)")
     p.add_argument("--marks", default=None, help="minutes at which to evaluate, e.g. 30,60")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop at this step (with --decay-steps: where the decay ends)")
+    p.add_argument("--decay-steps", type=int, default=None,
+                   help="anneal the rate over the last N steps before --max-steps; on a resumed "
+                        "run this branches a decay off the constant-rate run so far")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--heads", type=int, default=4, help="heads of the multihead variant")
     p.add_argument("--data-dir", default=None)
@@ -160,10 +165,13 @@ def run_job(args: argparse.Namespace, key: str, spec: dict[str, Any], data: Data
         resume = (run / "checkpoint.safetensors").exists()
         print(f"{key}: training to {mark:g} min ({'resume' if resume else 'new run'})",
               flush=True)
+        schedule = {k: v for k, v in (("max_steps", args.max_steps),
+                                      ("decay_steps", args.decay_steps)) if v is not None}
         tc = TrainConfig(**{**spec["train"], "time_budget_min": mark, "seed": args.seed,
-                            "threads": args.threads, "max_epochs": 1000})
+                            "threads": args.threads, "max_epochs": 1000, **schedule})
         summary = train_translator(run, model, tc, data, resume=resume, corpus=corpus,
-                                   overrides={"time_budget_min": mark, "threads": args.threads},
+                                   overrides={"time_budget_min": mark, "threads": args.threads,
+                                              **schedule},
                                    progress=False, echo=lambda s: print(s, flush=True))
         cfg = json.loads((run / "config.json").read_text())
         ev = evaluate(run, corpus, args.eval_limit, args.threads)
@@ -171,7 +179,8 @@ def run_job(args: argparse.Namespace, key: str, spec: dict[str, Any], data: Data
             "steps": summary["steps"], "epochs": summary["epochs"],
             "stopped": summary["stopped"], "best_dev_bleu_greedy": summary["best_dev_bleu"],
             "total_train_seconds": summary["total_train_seconds"],
-            "tokens_per_s_median": median_tokens_per_s(run)}, "eval": ev}
+            "tokens_per_s_median": median_tokens_per_s(run),
+            "command": " ".join(sys.argv[1:]), "schedule_overrides": schedule}, "eval": ev}
         with locked(out_file) as rec:
             node = rec
             for p in path:
@@ -186,8 +195,8 @@ def run_job(args: argparse.Namespace, key: str, spec: dict[str, Any], data: Data
                           "bleu_lc_tok = lowercased 13a BLEU (Multi30k papers' scoring), at "
                           "time marks in minutes of training on this machine; best weights by "
                           "dev BLEU; decode speed at batch 64")
-        if summary["stopped"] == "early_stopping":
-            print(f"{key}: early stopping at {summary['total_train_seconds'] / 60:.1f} min; "
+        if summary["stopped"] in ("early_stopping", "max_steps"):
+            print(f"{key}: {summary['stopped']} at {summary['total_train_seconds'] / 60:.1f} min; "
                   "later marks would not change", flush=True)
             break
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,8 @@ def _run(out: Path, steps: int, resume: bool = False, evaluate=None, **cfg) -> d
         out.mkdir(parents=True, exist_ok=True)
     check_run_dir(out, resume)
     return train_loop(out, model, tc, fmt=FMT, batches=batches, loss=loss,
-                      evaluate=evaluate or ev, resume=resume, run_config={"format": FMT},
+                      evaluate=evaluate or ev, resume=resume,
+                      run_config={"format": FMT, "train": asdict(tc)},
                       progress=False, echo=lambda s: None)
 
 
@@ -122,6 +124,32 @@ def test_warmup_plateau_schedule() -> None:
     restored = WarmupPlateau(sched.cfg)
     restored.load_state_dict(json.loads(json.dumps(sched.state_dict())))
     assert restored.lr(10) == sched.lr(10) and restored.bad == sched.bad
+
+
+def test_decay_steps_anneal_to_min_lr_at_max_steps() -> None:
+    sched = WarmupPlateau(TrainConfig(lr=1.0, warmup_steps=0, max_steps=10, decay_steps=4,
+                                      min_lr=0.01))
+    assert [sched.lr(s) for s in (0, 5, 6, 7, 8, 9)] == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+    assert sched.lr(10) == 0.01 and sched.lr(12) == 0.01
+    sched.scale = 0.5                                         # a plateau halving still applies
+    assert sched.lr(8) == 0.25
+
+
+def test_decay_steps_need_max_steps(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="decay_steps=5"):
+        _run(tmp_path / "r", None, decay_steps=5)
+
+
+def test_a_resume_can_branch_a_decay_and_records_it(tmp_path: Path) -> None:
+    _run(tmp_path / "r", 4)
+    s = _run(tmp_path / "r", 8, resume=True, decay_steps=4)
+    assert s["steps"] == 8
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["decay_steps"] == 4
+    log = [json.loads(x) for x in (tmp_path / "r" / "train_log.jsonl").read_text().splitlines()]
+    changes = [r for r in log if "resumed_with" in r]
+    assert changes == [{"step": 4, "resumed_with": {"max_steps": 8, "decay_steps": 4}}]
+    lrs = [r["lr"] for r in log if "loss" in r and r["step"] > 4]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-2
 
 
 def test_time_budget_counts_the_earlier_sessions_of_a_run(tmp_path: Path) -> None:

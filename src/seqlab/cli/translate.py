@@ -68,6 +68,10 @@ def _corpus_arg(corpus: str) -> str:
               help="Stop after this many minutes of training in total (with --resume, "
                    "earlier sessions count).")
 @click.option("--max-steps", type=int, default=None)
+@click.option("--decay-steps", type=click.IntRange(min=0), default=None,
+              help="Anneal the learning rate linearly to its floor over the last N steps before "
+                   "--max-steps (warmup-stable-decay); with --resume, branches a decay off the "
+                   "run so far.")
 @click.option("--max-epochs", type=int, default=100, show_default=True)
 @click.option("--eval-every", type=int, default=500, show_default=True,
               help="Dev BLEU every N steps.")
@@ -83,7 +87,8 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
           resume: bool, attention: str, hidden: int, emb: int, num_heads: int,
           input_feeding: bool, bridge: bool, tie_embeddings: bool, dropout: float,
           label_smoothing: float, vocab_size: int, max_len: int, batch_tokens: int, lr: float,
-          time_budget: float | None, max_steps: int | None, max_epochs: int, eval_every: int,
+          time_budget: float | None, max_steps: int | None, decay_steps: int | None,
+          max_epochs: int, eval_every: int,
           eval_sentences: int, patience: int, seed: int, threads: int | None,
           skip_bad_lines: bool, quiet: bool) -> None:
     """Train a translator on a corpus (or continue one with --resume)."""
@@ -95,6 +100,8 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
         overrides: dict[str, Any] = {"max_steps": max_steps, "time_budget_min": time_budget}
         if threads:
             overrides["threads"] = threads
+        if decay_steps is not None:
+            overrides["decay_steps"] = decay_steps
         summary = train_translator(out_dir, resume=True, overrides=overrides,
                                    progress=not quiet, echo=echo)
     else:
@@ -104,6 +111,7 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
                      "tie_embeddings": tie_embeddings, "dropout": dropout,
                      "label_smoothing": label_smoothing}
         train_cfg = TrainConfig(batch_tokens=batch_tokens, lr=lr, max_steps=max_steps,
+                                decay_steps=decay_steps or 0,
                                 max_epochs=max_epochs, time_budget_min=time_budget,
                                 eval_every=eval_every, eval_sentences=eval_sentences,
                                 patience=patience, seed=seed, threads=threads)

@@ -68,6 +68,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     clip_norm: float = 1.0
     max_steps: int | None = None
+    decay_steps: int = 0               # with max_steps: the last N steps anneal lr linearly
     max_epochs: int = 100
     time_budget_min: float | None = None
     eval_every: int = 500
@@ -88,7 +89,13 @@ class TrainConfig:
 
 
 class WarmupPlateau:
-    """Linear warmup, then halving on a dev-metric plateau; its state is JSON."""
+    """Linear warmup, then halving on a dev-metric plateau; its state is JSON.
+
+    With `decay_steps` (and `max_steps`), the last `decay_steps` updates also anneal the rate
+    linearly down to `min_lr` (warmup-stable-decay): a short run ends at a low rate, where the
+    weights settle, instead of being cut off mid-plateau. Set on a resume, it branches a
+    decay off a run trained at a constant rate so far.
+    """
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -98,8 +105,12 @@ class WarmupPlateau:
 
     def lr(self, step: int) -> float:
         """Learning rate for optimizer step `step` (0-based)."""
-        warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps > 0 else 1.0
-        return max(self.cfg.lr * self.scale * warm, min(self.cfg.min_lr, self.cfg.lr * warm))
+        cfg = self.cfg
+        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+        anneal = 1.0
+        if cfg.decay_steps > 0 and cfg.max_steps is not None:
+            anneal = min(1.0, max(0.0, (cfg.max_steps - step) / cfg.decay_steps))
+        return max(cfg.lr * self.scale * warm * anneal, min(cfg.min_lr, cfg.lr * warm))
 
     def observe(self, score: float) -> None:
         if score > self.best:
@@ -132,6 +143,22 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 # ---- the loop ---------------------------------------------------------------------------
+
+
+def _record_resume_changes(out: Path, train_cfg: TrainConfig, step: int,
+                           log_records: list[dict[str, Any]], echo: Callable[[str], None]) -> None:
+    """Training fields changed on a resume (a new budget, a decay branch) go into config.json,
+    so it always shows the settings in force, and into the log at the step they took effect."""
+    path = out / CONFIG_FILE
+    if not path.is_file():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    now = asdict(train_cfg)
+    changed = {k: v for k, v in now.items() if cfg.get("train", {}).get(k) != v}
+    if changed:
+        echo(f"training settings changed on resume: {changed}")
+        write_json_atomic(path, {**cfg, "train": now})
+        log_records.append({"step": step, "resumed_with": changed})
 
 
 @dataclass
@@ -170,6 +197,9 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
     Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, throughput, run_dir.
     """
     label = metric.upper()
+    if train_cfg.decay_steps < 0 or (train_cfg.decay_steps and train_cfg.max_steps is None):
+        raise UserError(f"decay_steps={train_cfg.decay_steps}: expected a count >= 0, "
+                        "given together with max_steps (the decay ends there)")
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
     sched = WarmupPlateau(train_cfg)
     prog = Progress()
@@ -193,6 +223,7 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                 if rec.get("step", 0) <= prog.step:
                     log_records.append(rec)
         echo(f"resuming {out} at step {prog.step} (epoch {prog.epoch})")
+        _record_resume_changes(out, train_cfg, prog.step, log_records, echo)
     elif run_config is not None:
         write_json_atomic(out / CONFIG_FILE, run_config)
 
