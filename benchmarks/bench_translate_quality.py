@@ -99,6 +99,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--decay-steps", type=int, default=None,
                    help="anneal the rate over the last N steps before --max-steps; on a resumed "
                         "run this branches a decay off the constant-rate run so far")
+    p.add_argument("--variant", default=None,
+                   help="a named variant of the job's run: its own run directory "
+                        "(JOB-DIRECTION-VARIANT) and result entry (DIRECTION+VARIANT), e.g. a "
+                        "schedule change, or a decay branch copied from another run's directory")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--heads", type=int, default=4, help="heads of the multihead variant")
     p.add_argument("--data-dir", default=None)
@@ -253,15 +257,17 @@ def main() -> None:
         print(tables())
         return
     spec = JOBS[args.job]
+    run_sfx, rec_sfx = (f"-{args.variant}", f"+{args.variant}") if args.variant else ("", "")
     if args.job == "tatoeba":
         data = DataConfig(**spec["data"], data_dir=args.data_dir)
         out = Path(args.out or RESULTS / "translate_tatoeba.json")
-        run_job(args, "tatoeba-en-fr", spec, data, spec["model"], out, ["en-fr"])
+        run_job(args, f"tatoeba-en-fr{run_sfx}", spec, data, spec["model"], out,
+                [f"en-fr{rec_sfx}"])
     elif args.job == "multi30k":
         data = DataConfig(**spec["data"], tgt_lang=args.tgt, data_dir=args.data_dir)
         out = Path(args.out or RESULTS / "translate_multi30k.json")
-        run_job(args, f"multi30k-en-{args.tgt}", spec, data, spec["model"], out,
-                [f"en-{args.tgt}"])
+        run_job(args, f"multi30k-en-{args.tgt}{run_sfx}", spec, data, spec["model"], out,
+                [f"en-{args.tgt}{rec_sfx}"])
     else:
         kinds = ATTENTIONS if args.attention == "all" else args.attention.split(",")
         bad = [k for k in kinds if k not in ATTENTIONS]

@@ -73,6 +73,14 @@ def test_resume_continues_from_the_cli(trained_run, tmp_path):
                "--quiet")
     assert r.exit_code == 0, r.output
     assert "resuming" in r.output and "24 steps" in r.output
+    # a decay branch off the run: recorded in config.json, the rate ends near its floor
+    r = invoke("translate", "train", "--out", str(copy), "--resume", "--max-steps", "30",
+               "--decay-steps", "6", "--quiet")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((copy / "config.json").read_text())
+    assert cfg["train"]["decay_steps"] == 6 and cfg["train"]["max_steps"] == 30
+    log = [json.loads(x) for x in (copy / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 30 and log[-1]["lr"] < 2e-3 / 5
 
 
 @pytest.mark.parametrize("args", [
@@ -83,6 +91,7 @@ def test_resume_continues_from_the_cli(trained_run, tmp_path):
     ["translate", "run", "{run}"],
     ["translate", "run", "{run}", "-i", "{tmp}/nofile.txt"],
     ["translate", "train", "--out", "{run}", "--corpus", "{corpus}"],
+    ["translate", "train", "--out", "{tmp}/new", "--corpus", "{corpus}", "--decay-steps", "5"],
 ])
 def test_errors_are_one_line_exit_2(args, trained_run, tmp_path):
     out, corpus = trained_run

@@ -79,6 +79,12 @@ class TrainConfig:
     seed: int = 1234
     threads: int | None = None
 
+    def check(self) -> None:
+        """One-line UserError for settings that cannot work together (before any work)."""
+        if self.decay_steps < 0 or (self.decay_steps and self.max_steps is None):
+            raise UserError(f"decay_steps={self.decay_steps}: expected a count >= 0, "
+                            "given together with max_steps (the decay ends there)")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
@@ -197,9 +203,7 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
     Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, throughput, run_dir.
     """
     label = metric.upper()
-    if train_cfg.decay_steps < 0 or (train_cfg.decay_steps and train_cfg.max_steps is None):
-        raise UserError(f"decay_steps={train_cfg.decay_steps}: expected a count >= 0, "
-                        "given together with max_steps (the decay ends there)")
+    train_cfg.check()
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
     sched = WarmupPlateau(train_cfg)
     prog = Progress()
