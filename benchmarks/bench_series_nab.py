@@ -40,6 +40,7 @@ CONFIG+aer+VARIANT. The recommended rule (issue #4; see 'aer_note' in the JSON):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ from _common import machine_info, write_results
 from seqlab.errors import UserError
 from seqlab.series.datasets import NAB_CATEGORIES, NabSeries, load_nab
 from seqlab.series.estimator import SeriesAutoencoder
+from seqlab.series.io import SeriesData
 from seqlab.series.metrics import event_confusion, event_prf, point_auc
 
 PUBLISHED_F1 = {
@@ -66,6 +68,12 @@ PUBLISHED_F1 = {
 CONFIGS = {
     "native": {"window_days": None, "window": 64, "max_points_per_day": None},
     "day": {"window_days": 1.0, "window": None, "max_points_per_day": 96},
+    # "season": native windows on the series minus its daily profile (the mean value at each
+    # time of day over the first 15%), where that profile predicts the training data's second
+    # day from its first (R^2 >= 0.5); other series are left as they are: the estimator's
+    # season="auto" (seqlab.series.season). A 64-point window cannot tell a missing daytime
+    # plateau from a night; the residual can.
+    "season": {"window_days": None, "window": 64, "max_points_per_day": None, "season": "auto"},
 }
 PROBATION = 0.15
 
@@ -131,17 +139,23 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
     n_train = int(PROBATION * len(x))
     if n_train < window + 16:                          # keep a few dozen training windows
         window = max(8, n_train // 4)
+    # With timestamps (block starts when downsampled), so that season="auto" can find the
+    # time of day of every point.
+    data = SeriesData(values=x[:, None], columns=["value"], timestamps=s.timestamps[::k],
+                      source=s.name)
+    train = dataclasses.replace(data, values=data.values[:n_train],
+                                timestamps=data.timestamps[:n_train])
     first = VARIANTS[variants[0]]
     est = SeriesAutoencoder(window=window, hidden_size=args.hidden, latent_size=args.latent,
                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                             val_fraction=args.val_fraction, threshold=first["threshold"],
                             smoothing=first["smoothing"], prune=first["prune"],
                             threshold_quantile=args.quantile, seed=args.seed,
-                            regression=args.regression)
+                            regression=args.regression, season=cfg.get("season"))
     base = {"series": s.name, "n": n, "downsample": k, "window": window, "train_points": n_train}
     t0, c0 = time.perf_counter(), time.process_time()
     try:
-        est.fit(x[:n_train])                           # first 15% only: model and threshold
+        est.fit(train)                                 # first 15% only: model and threshold
     except UserError as err:
         # E.g. a constant probationary period cannot be scaled: nothing is detected, so every
         # labelled window counts as missed (and the series has no point AUC).
@@ -150,11 +164,13 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
                         pr_auc=None, fit_s=0.0, total_s=dt_s, flagged_fraction=None,
                         skipped=str(err)) for v in variants}
     t_fit = time.perf_counter() - t0
+    if est.season_ is not None:
+        base.update(season_r2=est.season_.r2[0], season_active=est.season_.active[0])
     # Per-point errors once, on the whole series and on the normal first 15%; each variant's
     # scores and threshold are then what `fit_threshold(x[:n_train])` + `score_samples(x)`
     # give, without re-running the network (private helpers, same code path).
     t0 = time.perf_counter()
-    x_scaled = est.scaler_.transform(x[:, None])       # (n / k, 1)
+    x_scaled = est._scaled(data)[1]                     # (n / k, 1), minus any daily profile
     err_all = est._point_errors(x_scaled)               # (n / k, 1)
     err_normal = est._point_errors(x_scaled[:n_train]) if any(
         VARIANTS[v]["refit"] for v in variants) else None

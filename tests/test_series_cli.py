@@ -183,3 +183,34 @@ def test_labelled_calibration_only_on_request_and_reported(run_dir, tmp_path):
     assert scores["is_anomaly"].sum() >= 1
     cfg = json.loads((run_dir / "RUN" / "config.json").read_text())
     assert "LABELLED" not in cfg["threshold_source"]                 # the run is unchanged
+
+
+def test_fit_season_removes_the_daily_profile_and_scores_by_time_of_day(tmp_path):
+    from test_series_season import daily
+
+    daily(3).to_csv(tmp_path / "normal.csv", index=False)
+    daily(2, start="2024-06-01 12:00", no_plateau_day=1).to_csv(tmp_path / "new.csv",
+                                                                  index=False)
+    res = _run("fit", tmp_path / "normal.csv", "--out", tmp_path / "RUN", *FIT_FAST,
+               "--season", "auto")
+    assert res.exit_code == 0, res.output
+    assert "daily profile removed from: load (R^2 0.9" in res.output
+    cfg = json.loads((tmp_path / "RUN" / "config.json").read_text())
+    assert cfg["season"]["active"] == [True] and len(cfg["season"]["profile"]) == 288
+    res = _run("score", tmp_path / "RUN", tmp_path / "new.csv", "-o", tmp_path / "s.csv")
+    assert res.exit_code == 0, res.output
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert len(scores) == 2 * 288
+    # the day without its plateau scores well above the normal hours
+    t = pd.to_datetime(scores["time"])
+    gone = ((t - t.iloc[0]).dt.days == 1) & (t.dt.hour >= 9) & (t.dt.hour < 17)
+    assert scores["score"][gone].mean() > 3 * scores["score"][~gone].mean()
+
+
+def test_fit_season_daily_without_two_days_is_one_line(run_dir, tmp_path):
+    res = _run("fit", run_dir / "train.csv", "--columns", "a,b", "--out", tmp_path / "X",
+               *FIT_FAST, "--season", "daily")
+    assert res.exit_code == 2
+    err = res.stderr.strip()
+    assert "train.csv: season='daily': the data covers" in err and "\n" not in err
+    assert not (tmp_path / "X").exists()

@@ -75,6 +75,11 @@ def _check_outputs(*paths: Path | None) -> None:
               type=click.FloatRange(0, 1, max_open=True),
               help="AER: share of the loss for also predicting the point before and after "
                    "each window; the prediction error joins the score (0 = off; AER uses 0.5).")
+@click.option("--season", type=click.Choice(["auto", "daily"]), default=None,
+              help="Remove the daily profile (the usual value at each time of day, learned from "
+                   "the timestamps of DATA): the model sees the residual, so a missing daytime "
+                   "peak stands out. auto: only for columns with a daily cycle that predicts "
+                   "(R^2 >= 0.5 on a held-out day); daily: always. Needs timestamps.")
 @click.option("--quantile", "threshold_quantile", default=0.995, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--missing", default="interpolate", show_default=True,
@@ -86,8 +91,8 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
             num_layers: int, dropout: float, reverse_target: bool, decoder_input: str,
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
-            threshold_quantile: float, regression: float, missing: str, seed: int,
-            threads: int | None) -> None:
+            threshold_quantile: float, regression: float, season: str | None, missing: str,
+            seed: int, threads: int | None) -> None:
     """Train on DATA (a CSV of normal behaviour) and save the model to --out."""
     from seqlab.series.estimator import SeriesAutoencoder
     from seqlab.series.io import read_series_csv
@@ -102,7 +107,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
         val_fraction=val_fraction, threshold=threshold, threshold_quantile=threshold_quantile,
         missing=missing, seed=seed, verbose=True, score_stride=score_stride,
-        num_threads=threads, regression=regression)
+        num_threads=threads, regression=regression, season=season)
     try:
         est._check_params()   # option combinations, before any training
     except ValueError as err:
@@ -115,6 +120,12 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
                f"({', '.join(est.columns_)}); final train loss {last['train_loss']:.4g}, "
                f"best val loss {best:.4g} ({est.validation_})")
     click.echo(f"threshold {est.threshold_:.4g}: {est.threshold_source_}")
+    if est.season_ is not None:
+        used = [f"{c} (R^2 {r:.2f})" if r is not None else c
+                for c, a, r in zip(est.columns_, est.season_.active, est.season_.r2,
+                                   strict=True) if a]
+        click.echo("daily profile removed from: " + (", ".join(used) if used else
+                   "no column (none has a daily cycle that predicts a held-out day)"))
     click.echo(f"saved {out_dir}/model.safetensors and {out_dir}/config.json")
 
 

@@ -90,6 +90,7 @@ from seqlab.series.scoring import (
     sigma_max_threshold,
     sigma_threshold,
 )
+from seqlab.series.season import SEASONS, DailyProfile
 from seqlab.series.windows import Scaler, fill_missing, iter_window_batches, window_starts
 
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
@@ -109,7 +110,8 @@ class SeriesAutoencoder:
                  verbose: bool = False, score_stride: int | None = None,
                  columns: str | list[str] | None = None, num_threads: int | None = None,
                  smoothing: int | None = None, prune: float | None = None,
-                 regression: float = 0.0, embedding: str = "latent"):
+                 regression: float = 0.0, embedding: str = "latent",
+                 season: str | None = None):
         self.window = window
         self.stride = stride
         self.hidden_size = hidden_size
@@ -135,6 +137,7 @@ class SeriesAutoencoder:
         self.prune = prune
         self.regression = regression
         self.embedding = embedding
+        self.season = season
 
     # ------------------------------------------------------------------ sklearn plumbing
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -170,6 +173,9 @@ class SeriesAutoencoder:
                              f"got {self.decoder_input!r}")
         if self.embedding not in EMBEDDINGS:
             raise ValueError(f"embedding: expected one of {EMBEDDINGS}, got {self.embedding!r}")
+        if self.season is not None and self.season not in SEASONS:
+            raise ValueError(f"season: expected None or one of {', '.join(SEASONS)}, "
+                             f"got {self.season!r}")
         if self.missing not in ("interpolate", "error"):
             raise ValueError(f"missing: expected 'interpolate' or 'error', got {self.missing!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -268,8 +274,22 @@ class SeriesAutoencoder:
         return data
 
     def _scaled(self, X) -> tuple[str, np.ndarray, SeriesData | None]:
+        """Model units: minus the daily profile (when `season` keeps one), then scaled."""
         kind, raw, data = self._as_input(X, fitting=False)
+        if kind == "series" and data is not None:
+            raw = raw - self._season_values(data)
         return kind, self.scaler_.transform(raw), data
+
+    def _season_values(self, data: SeriesData) -> np.ndarray | float:
+        """(N, C) the daily profile at each point of `data`, or 0.0 without one."""
+        prof: DailyProfile | None = getattr(self, "season_", None)
+        if prof is None or not prof.any_active:
+            return 0.0
+        if data.timestamps is None or not np.issubdtype(data.timestamps.dtype, np.datetime64):
+            raise UserError(f"{data.source}: this model removes a daily profile "
+                            f"(season={self.season!r}), so the data needs its date-time "
+                            "timestamps (a timestamp column or a DatetimeIndex)")
+        return prof.values(data.timestamps)
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None) -> SeriesAutoencoder:
@@ -278,6 +298,10 @@ class SeriesAutoencoder:
         self._check_params()
         kind, raw, data = self._as_input(X, fitting=True)
         self.input_kind_ = kind
+        if kind == "samples" and self.season:
+            raise ValueError("season: needs one long series with timestamps, not a (n, T, C) "
+                             "sample array")
+        self.season_ = None
         if kind == "samples" and self.regression:
             raise ValueError("regression: needs one long series (the points before and after "
                              "each window), not a (n, T, C) sample array")
@@ -314,6 +338,11 @@ class SeriesAutoencoder:
             else:
                 split = N
                 self.validation_ = "train"
+            if self.season:
+                # The daily profile, like the scaling, from the training part only.
+                ts = None if data.timestamps is None else data.timestamps[:split]
+                self.season_ = DailyProfile.fit(ts, raw[:split], self.season, data.source)
+                raw = raw - self._season_values(data)
             # Scaling statistics from the training part only.
             self.scaler_ = Scaler.fit(raw[:split], self.columns_, data.source)
             x = self.scaler_.transform(raw)                                   # (N, C)
@@ -520,15 +549,18 @@ class SeriesAutoencoder:
         (window = sample `start`). Returns (LSTMGates with (L, 1, 1, T, H) fields, the window's
         values (T, C) in original units).
         """
-        kind, x, _ = self._scaled(X)
+        kind, x, data = self._scaled(X)
         win = x[start] if kind == "samples" else x[start:start + self.window]   # (T, C)
         if start < 0 or len(win) != self.window:
             raise ValueError(f"start: {start} leaves no full window of {self.window} points")
+        prof = self._season_values(data) if data is not None else 0.0
+        if not np.isscalar(prof):
+            prof = prof[start:start + self.window]
         t = torch.from_numpy(np.ascontiguousarray(win[None], dtype=np.float32))
         t = t.to(torch.device(self.device))
         with torch.no_grad():
             _, _, gates = self.model_.encoder(t, return_gates=True)
-        return gates, self.scaler_.inverse(win)
+        return gates, self.scaler_.inverse(win) + prof
 
     def window_starts(self, n: int) -> np.ndarray:
         """Start index of each row of `transform` for a series of n points."""
@@ -538,7 +570,7 @@ class SeriesAutoencoder:
         """The reconstruction in original units: (N, C) for a series (mean over the windows
         covering each point, every `score_stride_`), (n, T, C) for samples. A 1-D input gives
         a 1-D output."""
-        kind, x, _ = self._scaled(X)
+        kind, x, data = self._scaled(X)
         if kind == "samples":
             flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window
             recon = np.concatenate([r for _, _, r, _ in self._run(flat, starts)])
@@ -546,7 +578,8 @@ class SeriesAutoencoder:
         acc = ErrorAccumulator(len(x), x.shape[1])
         for s, _, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
             acc.add(s, recon)
-        out = self.scaler_.inverse(acc.mean())
+        assert data is not None
+        out = self.scaler_.inverse(acc.mean()) + self._season_values(data)
         return out[:, 0] if np.ndim(X) == 1 and not isinstance(X, str | os.PathLike) else out
 
     def score_samples(self, X, level: str = "point") -> np.ndarray:
@@ -633,6 +666,7 @@ class SeriesAutoencoder:
             "n_features": self.n_features_,
             "window": self.window,
             "scaler": self.scaler_.to_dict(),
+            "season": None if self.season_ is None else self.season_.to_dict(),
             "error_model": self.error_model_.to_dict(),
             "threshold": self.threshold_,
             "threshold_source": self.threshold_source_,
@@ -669,6 +703,8 @@ class SeriesAutoencoder:
         est.timestamp_name_ = config["timestamp_name"]
         est.n_features_ = int(config["n_features"])
         est.scaler_ = Scaler.from_dict(config["scaler"])
+        season = config.get("season")
+        est.season_ = None if season is None else DailyProfile.from_dict(season)
         est.error_model_ = GaussianErrorModel.from_dict(config["error_model"])
         est.threshold_ = float(config["threshold"])
         est.threshold_source_ = config["threshold_source"]
