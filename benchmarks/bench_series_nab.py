@@ -175,6 +175,16 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
     err_normal = est._point_errors(x_scaled[:n_train]) if any(
         VARIANTS[v]["refit"] for v in variants) else None
     t_err = time.perf_counter() - t0
+    # --ensemble N: N - 1 more models (next seeds, same data and scaling); each point's errors
+    # are averaged over the N models before scoring, a plain variance reduction.
+    for extra in range(1, args.ensemble):
+        t0 = time.perf_counter()
+        other = SeriesAutoencoder(**{**est.get_params(), "seed": args.seed + extra}).fit(train)
+        xs = other._scaled(data)[1]
+        err_all = err_all + (other._point_errors(xs) - err_all) / (extra + 1)
+        if err_normal is not None:
+            err_normal = err_normal + (other._point_errors(xs[:n_train]) - err_normal) / (extra + 1)
+        t_fit += time.perf_counter() - t0
     out = {}
     for v in variants:
         spec = VARIANTS[v]
@@ -235,6 +245,9 @@ def main() -> None:
                    help=f"comma-separated scoring variants, or 'all': {', '.join(VARIANTS)}")
     p.add_argument("--quantile", type=float, default=0.995)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="average each point's errors over N models (seeds seed..seed+N-1); "
+                        "runs are named CONFIG[+aer]+ensN+VARIANT when N > 1")
     p.add_argument("--regression", type=float, default=0.0,
                    help="AER regression ratio (0: plain autoencoder); runs are named "
                         "CONFIG+aer+VARIANT when > 0")
@@ -250,6 +263,8 @@ def main() -> None:
             p.error(f"--variants: unknown {v!r}; known: {', '.join(VARIANTS)}")
     # A variant that keeps fit's threshold must be the one the model was fitted with.
     variants.sort(key=lambda v: VARIANTS[v]["refit"])
+    if args.ensemble > 1 and not all(VARIANTS[v]["refit"] for v in variants):
+        p.error("--ensemble: only variants that refit the threshold on the averaged errors")
     categories = args.categories.split(",")
     subset = args.series.split(",") if args.series else None
     # A subset may name series of only some categories: keep the categories that have one.
@@ -280,7 +295,8 @@ def main() -> None:
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
     runs = previous.get("runs", {})
     suffix = "" if subset is None and len(categories) == 3 else "_subset"
-    method = "+aer" if args.regression else ""
+    method = ("+aer" if args.regression else "") + \
+        (f"+ens{args.ensemble}" if args.ensemble > 1 else "")
     print(f"\nconfig {args.config!r}, epochs {args.epochs}, train+threshold on the first 15%")
     print(f"{'variant':<16}{'category':<23}{'n':>3}{'P':>7}{'R':>7}{'F1':>7}{'ROC':>7}{'PR':>7}"
           f"{'s/ser':>7}{'LSTM-AE':>9}{'AER':>7}{'F1/AER':>8}")

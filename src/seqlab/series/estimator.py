@@ -46,6 +46,14 @@ score averages the channels' relative errors: AER's "sum" combination, each erro
 by its mean on normal data instead of AER's min-max over the scored series). Series only: a
 (n, T, C) sample has no neighbouring points.
 
+`season` ("auto", "daily"; default None): remove the daily profile (`seqlab.series.season`):
+the usual value at each time of day, learned from the timestamps, is
+subtracted before scaling (the profile comes from all the fitting data: training part and
+held-out tail), so the model sees the residual (a missing daytime plateau becomes a
+large deviation rather than an ordinary flat stretch); reconstructions add it back. "auto" keeps
+it only for columns whose first training day predicts the second (R^2 >= 0.5); data scored by
+such a model needs its timestamps.
+
 Embeddings (`transform`), per `embedding`: "latent" (default), the bottleneck z
 (latent_size); "states", the encoder's final h and c of every layer (2 * num_layers *
 hidden_size); "pooled", mean and max over time of the encoder's top-layer hidden states
@@ -339,9 +347,9 @@ class SeriesAutoencoder:
                 split = N
                 self.validation_ = "train"
             if self.season:
-                # The daily profile, like the scaling, from the training part only.
-                ts = None if data.timestamps is None else data.timestamps[:split]
-                self.season_ = DailyProfile.fit(ts, raw[:split], self.season, data.source)
+                # The daily profile from all the (normal) fitting data: the held-out tail is
+                # often what completes the two days it needs.
+                self.season_ = DailyProfile.fit(data.timestamps, raw, self.season, data.source)
                 raw = raw - self._season_values(data)
             # Scaling statistics from the training part only.
             self.scaler_ = Scaler.fit(raw[:split], self.columns_, data.source)
