@@ -325,8 +325,7 @@ def main() -> None:
                 "Runs named CONFIG+VARIANT score one trained model with several variants; the "
                 "variants were compared on this benchmark's labels, so the best variant's F1 is "
                 "an optimistic (selected-on-test) figure. See 'variants_note'.",
-        "variants_note": previous.get("variants_note", ""),
-        "aer_note": previous.get("aer_note", ""),
+        **{k: v for k, v in previous.items() if k.endswith("_note")},   # the runs' notes
         "runs": runs})
     print(f"wrote {out_path} (runs "
           f"{', '.join(args.config + method + '+' + v + suffix for v in variants)})")
