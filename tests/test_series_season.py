@@ -38,6 +38,16 @@ def test_profile_learns_the_day_and_checks_it_out_of_sample():
     assert abs(noon - 10) < 0.5 and abs(night - 2) < 0.5
 
 
+def test_time_zone_aware_timestamps_use_their_local_time_of_day():
+    df = daily(3)
+    local = df["time"].dt.tz_localize("Europe/Paris")
+    prof = DailyProfile.fit(local.to_numpy(dtype=object), df[["load"]].to_numpy(), "daily", "df")
+    assert prof.r2[0] > 0.9
+    # 12:00 in Paris is on the plateau, whatever the UTC time
+    noon = np.array([pd.Timestamp("2030-01-01 12:00", tz="Europe/Paris")], dtype=object)
+    assert abs(prof.values(noon)[0, 0] - 10) < 0.5
+
+
 def test_auto_leaves_series_without_a_daily_cycle_alone():
     t = pd.date_range("2024-01-01", periods=3 * PER_DAY, freq="5min").to_numpy()
     noise = np.random.default_rng(1).normal(size=(len(t), 1))
@@ -89,7 +99,8 @@ def test_the_residual_model_finds_a_missing_daytime_plateau(tmp_path):
 
 def test_a_season_model_needs_timestamps_to_score():
     est = _fit(season="daily")
-    with pytest.raises(UserError, match="array: this model removes a daily profile"):
+    with pytest.raises(UserError, match="array: this model removes a daily profile .*needs "
+                                        "timestamps"):
         est.score_samples(daily(1)["load"].to_numpy())
 
 

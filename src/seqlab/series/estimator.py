@@ -98,7 +98,7 @@ from seqlab.series.scoring import (
     sigma_max_threshold,
     sigma_threshold,
 )
-from seqlab.series.season import SEASONS, DailyProfile
+from seqlab.series.season import SEASONS, DailyProfile, as_datetimes, unusable
 from seqlab.series.windows import Scaler, fill_missing, iter_window_batches, window_starts
 
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
@@ -293,11 +293,11 @@ class SeriesAutoencoder:
         prof: DailyProfile | None = getattr(self, "season_", None)
         if prof is None or not prof.any_active:
             return 0.0
-        if data.timestamps is None or not np.issubdtype(data.timestamps.dtype, np.datetime64):
+        ts = as_datetimes(data.timestamps)
+        if unusable(ts) is not None:
             raise UserError(f"{data.source}: this model removes a daily profile "
-                            f"(season={self.season!r}), so the data needs its date-time "
-                            "timestamps (a timestamp column or a DatetimeIndex)")
-        return prof.values(data.timestamps)
+                            f"(season={self.season!r}), so the data {unusable(ts)}")
+        return prof.values(ts)
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None) -> SeriesAutoencoder:

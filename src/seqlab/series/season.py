@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from seqlab.errors import UserError
 
@@ -52,7 +53,7 @@ class DailyProfile:
 
     def values(self, timestamps: np.ndarray) -> np.ndarray:
         """(N,) timestamps -> (N, C) the profile at each point (zero for inactive columns)."""
-        return self.profile[self.slots(timestamps)]
+        return self.profile[self.slots(as_datetimes(timestamps))]
 
     @classmethod
     def fit(cls, timestamps: np.ndarray | None, values: np.ndarray, mode: str, source: str,
@@ -65,8 +66,9 @@ class DailyProfile:
         learned."""
         if mode not in SEASONS:
             raise ValueError(f"season: expected None or one of {SEASONS}, got {mode!r}")
+        timestamps = as_datetimes(timestamps)
         C = values.shape[1]
-        why = _unusable(timestamps)
+        why = unusable(timestamps)
         step = per_day = 0
         if why is None:
             assert timestamps is not None
@@ -107,7 +109,23 @@ class DailyProfile:
                    active=[bool(a) for a in d["active"]], r2=list(d["r2"]))
 
 
-def _unusable(timestamps: np.ndarray | None) -> str | None:
+def as_datetimes(t: np.ndarray | None) -> np.ndarray | None:
+    """datetime64 timestamps as they are; time-zone-aware ones (an object array of pandas
+    Timestamps) as their local wall-clock times, which is what a time of day means; anything
+    else unchanged (and then reported as unusable)."""
+    if t is None or np.asarray(t).dtype != object:
+        return t
+    try:
+        ts = pd.to_datetime(pd.Series(t))
+    except (ValueError, TypeError):
+        return t
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = ts.dt.tz_localize(None)
+    return ts.to_numpy() if np.issubdtype(ts.dtype, np.datetime64) else t
+
+
+def unusable(timestamps: np.ndarray | None) -> str | None:
+    """Why these timestamps cannot give times of day, or None when they can."""
     if timestamps is None:
         return "needs timestamps (a timestamp column, or a DataFrame with a DatetimeIndex)"
     if not np.issubdtype(np.asarray(timestamps).dtype, np.datetime64):
@@ -130,8 +148,8 @@ def _days(t: np.ndarray) -> float:
 
 
 def _slots(t: np.ndarray, step: float, per_day: int) -> np.ndarray:
-    if _unusable(t) is not None:
-        raise UserError(f"season: the model removes a daily profile, so the data {_unusable(t)}")
+    if unusable(t) is not None:
+        raise UserError(f"season: the model removes a daily profile, so the data {unusable(t)}")
     minutes = (t - t.astype("datetime64[D]")).astype("timedelta64[s]").astype(np.float64) / 60.0
     return np.floor(minutes / step + 0.5).astype(np.int64) % per_day
 
