@@ -9,6 +9,7 @@ import pytest
 from seqlab.errors import UserError
 from seqlab.series.estimator import SeriesAutoencoder
 from seqlab.series.season import DailyProfile
+from test_series_datasets import needs_nab
 
 STEP = 5                       # minutes
 PER_DAY = 24 * 60 // STEP      # 288
@@ -109,3 +110,21 @@ def test_season_is_for_series_only():
         SeriesAutoencoder(season="weekly").fit(daily(3))
     with pytest.raises(ValueError, match="season: needs one long series"):
         SeriesAutoencoder(window=8, season="auto").fit(np.zeros((4, 8, 1)))
+
+
+@needs_nab
+def test_real_nab_missing_daily_plateau_is_found_from_the_first_15_percent():
+    """NAB art_daily_nojump: one day lacks its usual jump; train on the probationary 15%."""
+    from seqlab.series.datasets import load_nab
+    from seqlab.series.io import SeriesData
+    from seqlab.series.metrics import event_confusion
+
+    (s,) = load_nab(categories=("artificialWithAnomaly",), series=["art_daily_nojump"])
+    data = SeriesData(values=s.values[:, None], columns=["value"], timestamps=s.timestamps)
+    n = int(0.15 * len(s))
+    train = SeriesData(values=data.values[:n], columns=["value"], timestamps=s.timestamps[:n])
+    est = SeriesAutoencoder(window=64, epochs=30, seed=0, num_threads=1, regression=0.5,
+                            threshold="sigma_max", season="auto").fit(train)
+    assert est.season_.active == [True]
+    tp, fp, fn = event_confusion(s.window_indices, est.detect_events(data))
+    assert (tp, fp, fn) == (1, 0, 0)
