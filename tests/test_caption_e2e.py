@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,12 @@ def test_cli_train_run_eval_and_errors(tmp_path: Path) -> None:
                              "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert "test (1 images, beam 5): BLEU" in r.output
+    # a decay branch on resume, recorded in config.json
+    r = runner.invoke(main, ["caption", "train", "--out", str(run), "--resume", "--max-steps",
+                             "9", "--decay-steps", "3", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    train_cfg = json.loads((run / "config.json").read_text())["train"]
+    assert (train_cfg["max_steps"], train_cfg["decay_steps"]) == (9, 3)
     img = data / "blue_disc.png"
     plot = tmp_path / "plots" / "strip.png"
     r = runner.invoke(main, ["caption", "run", str(run), str(img), "--attention-plot",

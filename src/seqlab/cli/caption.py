@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from seqlab.cli.options import decay_steps_option
 from seqlab.errors import UserError
 
 
@@ -33,6 +34,7 @@ def caption() -> None:
               help="Training time budget in minutes, in total (with --resume, earlier "
                    "sessions count).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
+@decay_steps_option
 @click.option("--attention", default="additive", show_default=True,
               type=click.Choice(["none", "additive", "dot", "general", "scaled_dot",
                                  "multihead"]))
@@ -48,9 +50,9 @@ def caption() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps: int | None,
-          attention: str, vocab_size: int, image_size: int, batch_size: int, lr: float,
-          eval_every: int, seed: int, threads: int | None, resume: bool,
-          no_progress: bool) -> None:
+          decay_steps: int | None, attention: str, vocab_size: int, image_size: int,
+          batch_size: int, lr: float, eval_every: int, seed: int, threads: int | None,
+          resume: bool, no_progress: bool) -> None:
     """Train a captioner, then report BLEU/chrF/exact match on the held-out test images."""
     from seqlab.caption.api import Captioner
     from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
@@ -58,14 +60,14 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
     if image_size % 8 or image_size < 8:
         raise UserError(f"--image-size must be a positive multiple of 8, got {image_size}")
     if resume:
-        overrides = {k: v for k, v in (("time_budget_min", minutes), ("max_steps", max_steps))
-                     if v is not None}
+        overrides = {k: v for k, v in (("time_budget_min", minutes), ("max_steps", max_steps),
+                                       ("decay_steps", decay_steps)) if v is not None}
         summary = train_captioner(out_dir, resume=True, overrides=overrides,
                                   progress=not no_progress, echo=click.echo)
     else:
         tcfg = default_train_config(batch_size=batch_size, lr=lr, eval_every=eval_every,
                                     seed=seed, threads=threads, max_steps=max_steps,
-                                    time_budget_min=minutes)
+                                    decay_steps=decay_steps or 0, time_budget_min=minutes)
         if data != "emoji":   # absolute, so `eval` finds the data from any directory
             data = str(Path(data).resolve())
         dcfg = CaptionDataConfig(data=data, split=split, split_seed=seed, vocab_size=vocab_size,

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from seqlab.cli.options import decay_steps_option
 from seqlab.errors import UserError
 
 ATTENTION_KINDS = ["none", "additive", "dot", "general", "scaled_dot", "multihead"]
@@ -68,10 +69,7 @@ def _corpus_arg(corpus: str) -> str:
               help="Stop after this many minutes of training in total (with --resume, "
                    "earlier sessions count).")
 @click.option("--max-steps", type=int, default=None)
-@click.option("--decay-steps", type=click.IntRange(min=0), default=None,
-              help="Anneal the learning rate linearly to its floor over the last N steps before "
-                   "--max-steps (warmup-stable-decay); with --resume, branches a decay off the "
-                   "run so far.")
+@decay_steps_option
 @click.option("--max-epochs", type=int, default=100, show_default=True)
 @click.option("--eval-every", type=int, default=500, show_default=True,
               help="Dev BLEU every N steps.")
