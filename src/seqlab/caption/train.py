@@ -121,7 +121,6 @@ def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None
     else:
         data_cfg = data_cfg or CaptionDataConfig()
         train_cfg = train_cfg or default_train_config()
-    train_cfg.check()
     check_run_dir(out, resume)
     with torch_threads(train_cfg.threads):
         seed_everything(train_cfg.seed)

@@ -79,8 +79,9 @@ class TrainConfig:
     seed: int = 1234
     threads: int | None = None
 
-    def check(self) -> None:
-        """One-line UserError for settings that cannot work together (before any work)."""
+    def __post_init__(self) -> None:
+        """Settings that cannot work together fail here, as a one-line UserError, before any
+        work (also on a resume, whose overrides build a new config)."""
         if self.decay_steps < 0 or (self.decay_steps and self.max_steps is None):
             raise UserError(f"decay_steps={self.decay_steps}: expected a count >= 0, "
                             "given together with max_steps (the decay ends there)")
@@ -203,7 +204,6 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
     Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, throughput, run_dir.
     """
     label = metric.upper()
-    train_cfg.check()
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
     sched = WarmupPlateau(train_cfg)
     prog = Progress()

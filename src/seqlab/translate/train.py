@@ -133,7 +133,6 @@ def train_translator(out_dir: str | Path, model_cfg: dict[str, Any] | None = Non
         data_cfg = data_cfg or DataConfig()
         train_cfg = train_cfg or TrainConfig()
         _check_model_cfg(model_cfg or {})
-    train_cfg.check()
     check_run_dir(out, resume)
     with torch_threads(train_cfg.threads):
         return _train(out, resume, mcfg, model_cfg, train_cfg, data_cfg, tok, corpus, progress,
