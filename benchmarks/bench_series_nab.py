@@ -54,6 +54,7 @@ from seqlab.series.datasets import NAB_CATEGORIES, NabSeries, load_nab
 from seqlab.series.estimator import SeriesAutoencoder
 from seqlab.series.io import SeriesData
 from seqlab.series.metrics import event_confusion, event_prf, point_auc
+from seqlab.series.season import step_minutes
 
 PUBLISHED_F1 = {
     "artificialWithAnomaly": {"lstm_ae_orion_0.7.1": 0.545, "aer_orion": 0.750},
@@ -108,12 +109,6 @@ VARIANTS = {
 }
 
 
-def sampling_minutes(s: NabSeries) -> float:
-    """The series' typical step in minutes (median; NAB series have gaps and DST repeats)."""
-    steps = np.diff(s.timestamps).astype("timedelta64[s]").astype(np.float64) / 60.0
-    return float(np.median(steps[steps > 0]))
-
-
 def block_mean(x: np.ndarray, k: int) -> np.ndarray:
     """(N,) -> (ceil(N / k),) means of consecutive blocks of k points (last block may be short)."""
     if k == 1:
@@ -130,7 +125,7 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
                variants: list[str]) -> dict[str, dict]:
     """Train once on the first 15%, then score with each variant. Returns {variant: row}."""
     n = len(s)
-    per_day = 1440.0 / sampling_minutes(s)
+    per_day = 1440.0 / step_minutes(s.timestamps)   # NAB series have gaps and DST repeats
     k = 1
     if cfg["max_points_per_day"]:
         k = max(1, int(np.ceil(per_day / cfg["max_points_per_day"])))

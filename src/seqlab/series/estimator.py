@@ -283,10 +283,14 @@ class SeriesAutoencoder:
 
     def _scaled(self, X) -> tuple[str, np.ndarray, SeriesData | None]:
         """Model units: minus the daily profile (when `season` keeps one), then scaled."""
+        return self._scaled_with_profile(X)[:3]
+
+    def _scaled_with_profile(self, X) -> tuple[str, np.ndarray, SeriesData | None,
+                                               np.ndarray | float]:
+        """`_scaled` and the profile it removed ((N, C), or 0.0), to add back to outputs."""
         kind, raw, data = self._as_input(X, fitting=False)
-        if kind == "series" and data is not None:
-            raw = raw - self._season_values(data)
-        return kind, self.scaler_.transform(raw), data
+        prof = self._season_values(data) if kind == "series" and data is not None else 0.0
+        return kind, self.scaler_.transform(raw if np.isscalar(prof) else raw - prof), data, prof
 
     def _season_values(self, data: SeriesData) -> np.ndarray | float:
         """(N, C) the daily profile at each point of `data`, or 0.0 without one."""
@@ -294,9 +298,10 @@ class SeriesAutoencoder:
         if prof is None or not prof.any_active:
             return 0.0
         ts = as_datetimes(data.timestamps)
-        if unusable(ts) is not None:
+        why = unusable(ts)
+        if why is not None:
             raise UserError(f"{data.source}: this model removes a daily profile "
-                            f"(season={self.season!r}), so the data {unusable(ts)}")
+                            f"(season={self.season!r}), so the data {why}")
         return prof.values(ts)
 
     # ------------------------------------------------------------------ training
@@ -557,11 +562,10 @@ class SeriesAutoencoder:
         (window = sample `start`). Returns (LSTMGates with (L, 1, 1, T, H) fields, the window's
         values (T, C) in original units).
         """
-        kind, x, data = self._scaled(X)
+        kind, x, _, prof = self._scaled_with_profile(X)
         win = x[start] if kind == "samples" else x[start:start + self.window]   # (T, C)
         if start < 0 or len(win) != self.window:
             raise ValueError(f"start: {start} leaves no full window of {self.window} points")
-        prof = self._season_values(data) if data is not None else 0.0
         if not np.isscalar(prof):
             prof = prof[start:start + self.window]
         t = torch.from_numpy(np.ascontiguousarray(win[None], dtype=np.float32))
@@ -578,7 +582,7 @@ class SeriesAutoencoder:
         """The reconstruction in original units: (N, C) for a series (mean over the windows
         covering each point, every `score_stride_`), (n, T, C) for samples. A 1-D input gives
         a 1-D output."""
-        kind, x, data = self._scaled(X)
+        kind, x, _, prof = self._scaled_with_profile(X)
         if kind == "samples":
             flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window
             recon = np.concatenate([r for _, _, r, _ in self._run(flat, starts)])
@@ -586,8 +590,7 @@ class SeriesAutoencoder:
         acc = ErrorAccumulator(len(x), x.shape[1])
         for s, _, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
             acc.add(s, recon)
-        assert data is not None
-        out = self.scaler_.inverse(acc.mean()) + self._season_values(data)
+        out = self.scaler_.inverse(acc.mean()) + prof
         return out[:, 0] if np.ndim(X) == 1 and not isinstance(X, str | os.PathLike) else out
 
     def score_samples(self, X, level: str = "point") -> np.ndarray:

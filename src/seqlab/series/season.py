@@ -72,7 +72,7 @@ class DailyProfile:
         step = per_day = 0
         if why is None:
             assert timestamps is not None
-            step = _step_minutes(timestamps)
+            step = step_minutes(timestamps)
             per_day = int(round(DAY_MIN / step))
             if per_day < 4 or abs(per_day * step - DAY_MIN) > 1e-6 * DAY_MIN:
                 why = f"a sampling step of {step:g} minutes does not divide a day into >= 4 slots"
@@ -135,7 +135,7 @@ def unusable(timestamps: np.ndarray | None) -> str | None:
     return None
 
 
-def _step_minutes(t: np.ndarray) -> float:
+def step_minutes(t: np.ndarray) -> float:
     """The typical sampling step in minutes (median of the positive steps: gaps and repeated
     times, e.g. at daylight-saving changes, do not move it)."""
     steps = np.diff(t).astype("timedelta64[s]").astype(np.float64) / 60.0
