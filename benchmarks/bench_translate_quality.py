@@ -105,6 +105,9 @@ def parse_args() -> argparse.Namespace:
                    help="a named variant of the job's run: its own run directory "
                         "(JOB-DIRECTION-VARIANT) and result entry (DIRECTION+VARIANT), e.g. a "
                         "schedule change, or a decay branch copied from another run's directory")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="training arithmetic (TrainConfig.precision; default fp32, on a resumed "
+                        "run its own)")
     p.add_argument("--tune-decoding", action="store_true",
                    help="after the marks: choose beam size and length penalty on the DEV split "
                         "(grid DECODE_GRID, the goal's metric), then score the test split once "
@@ -176,7 +179,8 @@ def run_job(args: argparse.Namespace, key: str, spec: dict[str, Any], data: Data
         print(f"{key}: training to {mark:g} min ({'resume' if resume else 'new run'})",
               flush=True)
         schedule = {k: v for k, v in (("max_steps", args.max_steps),
-                                      ("decay_steps", args.decay_steps)) if v is not None}
+                                      ("decay_steps", args.decay_steps),
+                                      ("precision", args.precision)) if v is not None}
         tc = TrainConfig(**{**spec["train"], "time_budget_min": mark, "seed": args.seed,
                             "threads": args.threads, "max_epochs": 1000, **schedule})
         summary = train_translator(run, model, tc, data, resume=resume, corpus=corpus,

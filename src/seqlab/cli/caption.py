@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import decay_steps_option
+from seqlab.cli.options import decay_steps_option, precision_option
 from seqlab.errors import UserError
 
 
@@ -47,12 +47,13 @@ def caption() -> None:
 @click.option("--eval-every", type=int, default=150, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@precision_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps: int | None,
           decay_steps: int | None, attention: str, vocab_size: int, image_size: int,
           batch_size: int, lr: float, eval_every: int, seed: int, threads: int | None,
-          resume: bool, no_progress: bool) -> None:
+          precision: str | None, resume: bool, no_progress: bool) -> None:
     """Train a captioner, then report BLEU/chrF/exact match on the held-out test images."""
     from seqlab.caption.api import Captioner
     from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
@@ -61,13 +62,15 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
         raise UserError(f"--image-size must be a positive multiple of 8, got {image_size}")
     if resume:
         overrides = {k: v for k, v in (("time_budget_min", minutes), ("max_steps", max_steps),
-                                       ("decay_steps", decay_steps)) if v is not None}
+                                       ("decay_steps", decay_steps),
+                                       ("precision", precision)) if v is not None}
         summary = train_captioner(out_dir, resume=True, overrides=overrides,
                                   progress=not no_progress, echo=click.echo)
     else:
         tcfg = default_train_config(batch_size=batch_size, lr=lr, eval_every=eval_every,
                                     seed=seed, threads=threads, max_steps=max_steps,
-                                    decay_steps=decay_steps or 0, time_budget_min=minutes)
+                                    decay_steps=decay_steps or 0, time_budget_min=minutes,
+                                    precision=precision or "fp32")
         if data != "emoji":   # absolute, so `eval` finds the data from any directory
             data = str(Path(data).resolve())
         dcfg = CaptionDataConfig(data=data, split=split, split_seed=seed, vocab_size=vocab_size,

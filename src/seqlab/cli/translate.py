@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from seqlab.cli.options import decay_steps_option
+from seqlab.cli.options import decay_steps_option, precision_option
 from seqlab.errors import UserError
 
 ATTENTION_KINDS = ["none", "additive", "dot", "general", "scaled_dot", "multihead"]
@@ -79,6 +79,7 @@ def _corpus_arg(corpus: str) -> str:
               help="Stop after N evaluations without a better dev BLEU.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@precision_option
 @click.option("--skip-bad-lines", is_flag=True, help="Count and skip malformed corpus lines.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str | None,
@@ -88,7 +89,7 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
           time_budget: float | None, max_steps: int | None, decay_steps: int | None,
           max_epochs: int, eval_every: int,
           eval_sentences: int, patience: int, seed: int, threads: int | None,
-          skip_bad_lines: bool, quiet: bool) -> None:
+          precision: str | None, skip_bad_lines: bool, quiet: bool) -> None:
     """Train a translator on a corpus (or continue one with --resume)."""
     from seqlab.translate.train import DataConfig, TrainConfig, train_translator
 
@@ -100,6 +101,8 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
             overrides["threads"] = threads
         if decay_steps is not None:
             overrides["decay_steps"] = decay_steps
+        if precision is not None:
+            overrides["precision"] = precision
         summary = train_translator(out_dir, resume=True, overrides=overrides,
                                    progress=not quiet, echo=echo)
     else:
@@ -112,7 +115,8 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
                                 decay_steps=decay_steps or 0,
                                 max_epochs=max_epochs, time_budget_min=time_budget,
                                 eval_every=eval_every, eval_sentences=eval_sentences,
-                                patience=patience, seed=seed, threads=threads)
+                                patience=patience, seed=seed, threads=threads,
+                                precision=precision or "fp32")
         data_cfg = DataConfig(corpus=_corpus_arg(corpus), src_lang=src_lang, tgt_lang=tgt_lang,
                               data_dir=data_dir, vocab_size=vocab_size, max_len=max_len,
                               skip_bad_lines=skip_bad_lines)

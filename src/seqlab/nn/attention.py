@@ -74,6 +74,11 @@ _workspace = threading.local()
 # ---------------------------------------------------------------------------------------------
 
 
+def _autocast(t: Tensor) -> bool:
+    """Mixed precision (torch.autocast) is on for t's device: dtypes may differ by design."""
+    return torch.is_autocast_enabled(t.device.type)
+
+
 def masked_softmax(scores: Tensor, mask: Tensor | None = None) -> Tensor:
     """Softmax over the last dimension that gives padded positions exactly zero weight.
 
@@ -244,7 +249,7 @@ class Attention(nn.Module):
         if not keys.is_floating_point():
             raise ValueError(f"keys: expected a floating point tensor, got {keys.dtype}")
         pdtype = self._param_dtype()
-        if pdtype is not None and keys.dtype != pdtype:
+        if pdtype is not None and keys.dtype != pdtype and not _autocast(keys):
             raise ValueError(
                 f"keys: dtype {keys.dtype} differs from the attention parameters ({pdtype}); "
                 f"convert one of them (e.g. attn.to({keys.dtype}))"
@@ -268,7 +273,7 @@ class Attention(nn.Module):
             got = _shape(values) if isinstance(values, Tensor) else type(values).__name__
             raise ValueError(f"values: expected shape ({B}, {S}, Dv), got {got}")
         for name, t in (("query", query), ("values", values)):
-            if t.dtype != keys.dtype:
+            if t.dtype != keys.dtype and not _autocast(keys):
                 raise ValueError(f"{name}: dtype {t.dtype} differs from keys ({keys.dtype})")
         step = query.dim() == 2
         q = query.unsqueeze(1) if step else query  # (B, Tq, Dq)
@@ -515,7 +520,12 @@ class AdditiveAttention(Attention):
     def scores(self, query: Tensor, cache: AttentionCache) -> Tensor:
         pq = self.query_layer(query)  # (B, Tq, A)
         v = self.energy_layer.weight[0]  # (A,)
-        return _AdditiveScores.apply(pq, cache.keys, v)  # (B, Tq, S)
+        pk = cache.keys
+        if _autocast(pq):
+            # mixed precision: the projections ran in low precision, the tanh block and its
+            # sums stay in the parameters' precision (bf16 sums over S and T lose too much)
+            pq, pk = pq.to(v.dtype), pk.to(v.dtype)
+        return _AdditiveScores.apply(pq, pk, v)  # (B, Tq, S)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, attn_dim={self.attn_dim}"

@@ -145,8 +145,10 @@ class AttentionDecoder(nn.Module):
         if summary is None:
             m = memory.mask.unsqueeze(-1).to(memory.values.dtype)            # (B, S, 1)
             summary = (memory.values * m).sum(1) / m.sum(1).clamp_min(1.0)   # (B, D)
-        h0, c0 = torch.tanh(self.bridge(summary)).chunk(2, dim=-1)          # (B, H) each
-        return DecoderState(h0.contiguous(), c0.contiguous(), zeros)
+        # in the parameters' dtype also under autocast: the recurrent state stays float32
+        dtype = self.cell.weight_hh.dtype
+        h0, c0 = torch.tanh(self.bridge(summary)).to(dtype).chunk(2, dim=-1)   # (B, H) each
+        return DecoderState(h0.contiguous(), c0.contiguous(), zeros.to(dtype))
 
     # ---- the recurrence ------------------------------------------------------------------------
 
@@ -170,6 +172,9 @@ class AttentionDecoder(nn.Module):
         """
         rec_in = torch.cat([state.feed, state.h], 1) if self.cfg.input_feeding else state.h
         z = torch.addmm(xproj, rec_in, w_rec.t())                    # (N, 4H), order i,f,g,o
+        # under autocast z is bfloat16: the gates and the cell state c stay in c's float32,
+        # since c sums its history over all steps (a no-op without autocast)
+        z = z.to(state.c.dtype)
         h, c, _ = lstm_update(z, state.c)                            # the gates: nn/gates.py
         ctx, weights = self.attention(h, memory.values, memory.values, mask=memory.mask,
                                       cache=memory.cache)           # (N, D'), (N, S)

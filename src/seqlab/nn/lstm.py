@@ -349,7 +349,7 @@ def _check_state(name: str, state: object, expected: tuple[int, ...], ref: Tenso
                          f"{type(state).__name__}")
     if _shape(state) != expected:
         raise ValueError(f"{name}: expected shape {expected}, got {_shape(state)}")
-    if state.dtype != ref.dtype:
+    if state.dtype != ref.dtype and not torch.is_autocast_enabled(ref.device.type):
         raise ValueError(f"{name}: expected dtype {ref.dtype} (the input's), got {state.dtype}")
     if state.device != ref.device:
         raise ValueError(f"{name}: expected device {ref.device} (the input's), got "
@@ -466,7 +466,7 @@ class LSTM(nn.Module):
         w = self.weight_ih_l0
         if not x.is_floating_point():
             raise ValueError(f"LSTM {what}: expected a floating-point tensor, got dtype {x.dtype}")
-        if x.dtype != w.dtype:
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(f"LSTM {what}: dtype {x.dtype} does not match the weights' dtype "
                              f"{w.dtype}; convert the input with .to({w.dtype}) or the model "
                              f"with .to({x.dtype})")
@@ -594,6 +594,14 @@ class LSTM(nn.Module):
         mask_lengths is None when no sequence is padded (skips the masking work).
         Returns out (T, B, D*H), (h_n, c_n), LSTMGates.
         """
+        # Under autocast the input may be bfloat16; a recorded run is for looking at the gates,
+        # so it runs in the weights' precision, autocast off (a no-op otherwise).
+        w = self.weight_ih_l0.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            return self._gate_loop(x.to(w), h0.to(w), c0.to(w), mask_lengths, lengths)
+
+    def _gate_loop(self, x: Tensor, h0: Tensor, c0: Tensor, mask_lengths: Tensor | None,
+                   lengths: Tensor):
         T, B, _ = x.shape
         D = self.num_directions
         mask = None

@@ -36,12 +36,13 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float) -> Tensor:
         V = logits.size(1)
-        logp = torch.log_softmax(logits, dim=1)                            # (N, V)
+        # float32 even under mixed precision: a bfloat16 log-softmax over V loses the loss
+        logp = torch.log_softmax(logits.float(), dim=1)                    # (N, V)
         loss = -(1.0 - eps) * logp.gather(1, target.unsqueeze(1)).sum()
         if eps:
             loss = loss - (eps / V) * logp.sum()
         ctx.save_for_backward(logp, target)
-        ctx.eps = eps
+        ctx.eps, ctx.dtype = eps, logits.dtype
         return loss
 
     @staticmethod
@@ -52,7 +53,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         if eps:
             g.sub_(eps / V)
         g.scatter_add_(1, target.unsqueeze(1), g.new_full((g.size(0), 1), -(1.0 - eps)))
-        return g.mul_(grad), None, None
+        return g.mul_(grad).to(ctx.dtype), None, None
 
 
 def smoothed_cross_entropy(logits: Tensor, target: Tensor, eps: float = 0.0) -> Tensor:
