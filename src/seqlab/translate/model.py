@@ -36,8 +36,10 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float) -> Tensor:
         V = logits.size(1)
-        # float32 even under mixed precision: a bfloat16 log-softmax over V loses the loss
-        logp = torch.log_softmax(logits.float(), dim=1)                    # (N, V)
+        # at least float32 (bfloat16 logits under mixed precision): a bfloat16 log-softmax over
+        # V loses the loss; float64 stays float64
+        logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)),
+                                 dim=1)                                    # (N, V)
         loss = -(1.0 - eps) * logp.gather(1, target.unsqueeze(1)).sum()
         if eps:
             loss = loss - (eps / V) * logp.sum()
