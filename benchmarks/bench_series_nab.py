@@ -152,7 +152,8 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
                             val_fraction=args.val_fraction, threshold=first["threshold"],
                             smoothing=first["smoothing"], prune=first["prune"],
                             threshold_quantile=args.quantile, seed=args.seed,
-                            regression=args.regression, season=cfg.get("season"))
+                            regression=args.regression, season=cfg.get("season"),
+                            log_scale=args.log_scale)
     base = {"series": s.name, "n": n, "downsample": k, "window": window, "train_points": n_train}
     t0, c0 = time.perf_counter(), time.process_time()
     try:
@@ -167,6 +168,8 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
     t_fit = time.perf_counter() - t0
     if est.season_ is not None:
         base.update(season_r2=est.season_.r2[0], season_active=est.season_.active[0])
+    if est.log_scale_ is not None:
+        base.update(log_transform=bool(est.log_scale_.log[0]))
     # Per-point errors once, on the whole series and on the normal first 15%; each variant's
     # scores and threshold are then what `fit_threshold(x[:n_train])` + `score_samples(x)`
     # give, without re-running the network (private helpers, same code path).
@@ -252,6 +255,9 @@ def main() -> None:
     p.add_argument("--regression", type=float, default=0.0,
                    help="AER regression ratio (0: plain autoencoder); runs are named "
                         "CONFIG+aer+VARIANT when > 0")
+    p.add_argument("--log-scale", choices=["auto", "all"], default=None,
+                   help="SeriesAutoencoder(log_scale=...): log-like transform of heavy-tailed "
+                        "columns; runs are named CONFIG+log... ('auto') / +logall ('all')")
     p.add_argument("--protocol", choices=["probation", "whole"], default="probation",
                    help="probation: train and threshold on each series' first 15%% (the "
                         "issue's protocol); whole: on the whole series, as Orion's published "
@@ -307,6 +313,8 @@ def main() -> None:
     suffix = "" if subset is None and len(categories) == 3 else "_subset"
     prefix = "whole:" if args.protocol == "whole" else ""
     method = ("+aer" if args.regression else "") + \
+        {None: "", "auto": "+log", "all": "+logall"}[args.log_scale] + \
+        (f"+seed{args.seed}" if args.seed else "") + \
         (f"+ens{args.ensemble}" if args.ensemble > 1 else "")
     print(f"\nconfig {args.config!r}, epochs {args.epochs}, train+threshold on "
           f"{'the whole series' if args.protocol == 'whole' else 'the first 15%'}")

@@ -214,3 +214,22 @@ def test_fit_season_daily_without_two_days_is_one_line(run_dir, tmp_path):
     err = res.stderr.strip()
     assert "train.csv: season='daily': the data covers" in err and "\n" not in err
     assert not (tmp_path / "X").exists()
+
+
+def test_fit_log_scale_auto_logs_the_bursty_column_only(tmp_path):
+    from test_series_transform import bursty
+
+    bursty(600, 1e8).to_csv(tmp_path / "disk.csv", index=False)
+    res = _run("fit", tmp_path / "disk.csv", "--out", tmp_path / "RUN", *FIT_FAST,
+               "--log-scale", "auto")
+    assert res.exit_code == 0, res.output
+    assert "log transform on: bytes\n" in res.output
+    cfg = json.loads((tmp_path / "RUN" / "config.json").read_text())
+    assert cfg["log_scale"]["log"] == [True, False]
+    res = _run("score", tmp_path / "RUN", tmp_path / "disk.csv", "-o", tmp_path / "s.csv")
+    assert res.exit_code == 0, res.output
+    assert np.isfinite(pd.read_csv(tmp_path / "s.csv")["score"]).all()
+    res = _run("fit", tmp_path / "disk.csv", "--out", tmp_path / "X", *FIT_FAST,
+               "--log-scale", "log")
+    assert res.exit_code == 2 and "Invalid value for '--log-scale'" in res.output
+    assert not (tmp_path / "X").exists()

@@ -80,6 +80,11 @@ def _check_outputs(*paths: Path | None) -> None:
                    "the timestamps of DATA): the model sees the residual, so a missing daytime "
                    "peak stands out. auto: only for columns with a daily cycle that predicts "
                    "(R^2 >= 0.5 on a held-out day); daily: always. Needs timestamps.")
+@click.option("--log-scale", type=click.Choice(["auto", "all"]), default=None,
+              help="Log-like transform asinh(x / s) (s: a low non-zero level of the column) "
+                   "before scaling, for bursty metrics (bytes, counts): a burst is judged "
+                   "relative to the level. auto: only non-negative heavy-tailed columns "
+                   "(skewness > 2); all: every column.")
 @click.option("--quantile", "threshold_quantile", default=0.995, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--missing", default="interpolate", show_default=True,
@@ -91,8 +96,8 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
             num_layers: int, dropout: float, reverse_target: bool, decoder_input: str,
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
-            threshold_quantile: float, regression: float, season: str | None, missing: str,
-            seed: int, threads: int | None) -> None:
+            threshold_quantile: float, regression: float, season: str | None,
+            log_scale: str | None, missing: str, seed: int, threads: int | None) -> None:
     """Train on DATA (a CSV of normal behaviour) and save the model to --out."""
     from seqlab.series.estimator import SeriesAutoencoder
     from seqlab.series.io import read_series_csv
@@ -107,7 +112,8 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
         val_fraction=val_fraction, threshold=threshold, threshold_quantile=threshold_quantile,
         missing=missing, seed=seed, verbose=True, score_stride=score_stride,
-        num_threads=threads, regression=regression, season=season)
+        num_threads=threads, regression=regression, season=season,
+        log_scale=log_scale)
     try:
         est._check_params()   # option combinations, before any training
     except ValueError as err:
@@ -126,6 +132,10 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
                                    strict=True) if a]
         click.echo("daily profile removed from: " + (", ".join(used) if used else
                    "no column (none has a daily cycle that predicts a held-out day)"))
+    if est.log_scale_ is not None:
+        used = [c for c, a in zip(est.columns_, est.log_scale_.log, strict=True) if a]
+        click.echo("log transform on: " + (", ".join(used) if used else
+                   "no column (none is non-negative and heavy-tailed)"))
     click.echo(f"saved {out_dir}/model.safetensors and {out_dir}/config.json")
 
 

@@ -54,6 +54,13 @@ large deviation rather than an ordinary flat stretch); reconstructions add it ba
 it only for columns whose first training day predicts the second (R^2 >= 0.5); data scored by
 such a model needs its timestamps.
 
+`log_scale` ("auto", "all"; default None): a log-like transform, asinh(x / s) with s a low
+non-zero level of the column (`seqlab.series.transform`), applied before the daily profile and
+the scaling; "all" applies it to every column, "auto" to the columns whose training values are
+non-negative and heavy-tailed (skewness > 2: bytes, counts, bursty CPU). A burst twice as tall
+as the training bursts is then a modest error rather than a huge one, and variation near zero
+counts. Outputs (reconstructions) are back in original units.
+
 Embeddings (`transform`), per `embedding`: "latent" (default), the bottleneck z
 (latent_size); "states", the encoder's final h and c of every layer (2 * num_layers *
 hidden_size); "pooled", mean and max over time of the encoder's top-layer hidden states
@@ -99,6 +106,7 @@ from seqlab.series.scoring import (
     sigma_threshold,
 )
 from seqlab.series.season import SEASONS, DailyProfile, as_datetimes, unusable
+from seqlab.series.transform import LOG_SCALES, ValueTransform
 from seqlab.series.windows import Scaler, fill_missing, iter_window_batches, window_starts
 
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
@@ -119,7 +127,7 @@ class SeriesAutoencoder:
                  columns: str | list[str] | None = None, num_threads: int | None = None,
                  smoothing: int | None = None, prune: float | None = None,
                  regression: float = 0.0, embedding: str = "latent",
-                 season: str | None = None):
+                 season: str | None = None, log_scale: str | None = None):
         self.window = window
         self.stride = stride
         self.hidden_size = hidden_size
@@ -146,6 +154,7 @@ class SeriesAutoencoder:
         self.regression = regression
         self.embedding = embedding
         self.season = season
+        self.log_scale = log_scale
 
     # ------------------------------------------------------------------ sklearn plumbing
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -184,6 +193,9 @@ class SeriesAutoencoder:
         if self.season is not None and self.season not in SEASONS:
             raise ValueError(f"season: expected None or one of {', '.join(SEASONS)}, "
                              f"got {self.season!r}")
+        if self.log_scale is not None and self.log_scale not in LOG_SCALES:
+            raise ValueError(f"log_scale: expected None or one of {', '.join(LOG_SCALES)}, "
+                             f"got {self.log_scale!r}")
         if self.missing not in ("interpolate", "error"):
             raise ValueError(f"missing: expected 'interpolate' or 'error', got {self.missing!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -287,10 +299,24 @@ class SeriesAutoencoder:
 
     def _scaled_with_profile(self, X) -> tuple[str, np.ndarray, SeriesData | None,
                                                np.ndarray | float]:
-        """`_scaled` and the profile it removed ((N, C), or 0.0), to add back to outputs."""
+        """`_scaled` and the profile it removed ((N, C), or 0.0, in transformed units), for
+        `_original`."""
         kind, raw, data = self._as_input(X, fitting=False)
+        raw = self._transformed(raw)
         prof = self._season_values(data) if kind == "series" and data is not None else 0.0
         return kind, self.scaler_.transform(raw if np.isscalar(prof) else raw - prof), data, prof
+
+    def _transformed(self, raw: np.ndarray) -> np.ndarray:
+        """Raw values -> on the `log_scale` (unchanged without one)."""
+        vt: ValueTransform | None = getattr(self, "log_scale_", None)
+        return raw if vt is None else vt.apply(raw)
+
+    def _original(self, z: np.ndarray, prof: np.ndarray | float = 0.0) -> np.ndarray:
+        """Model units (..., C) -> original units: unscale, add the daily profile back, undo
+        the log scale."""
+        y = self.scaler_.inverse(z) + prof
+        vt: ValueTransform | None = getattr(self, "log_scale_", None)
+        return y if vt is None else vt.inverse(y)
 
     def _season_values(self, data: SeriesData) -> np.ndarray | float:
         """(N, C) the daily profile at each point of `data`, or 0.0 without one."""
@@ -315,6 +341,7 @@ class SeriesAutoencoder:
             raise ValueError("season: needs one long series with timestamps, not a (n, T, C) "
                              "sample array")
         self.season_ = None
+        self.log_scale_ = None
         if kind == "samples" and self.regression:
             raise ValueError("regression: needs one long series (the points before and after "
                              "each window), not a (n, T, C) sample array")
@@ -332,6 +359,10 @@ class SeriesAutoencoder:
             else:
                 train_idx = val_idx = np.arange(n)
                 self.validation_ = "train"
+            if self.log_scale:
+                self.log_scale_ = ValueTransform.fit(raw[train_idx].reshape(-1, C),
+                                                     self.log_scale)
+                raw = self.log_scale_.apply(raw)
             self.scaler_ = Scaler.fit(raw[train_idx].reshape(-1, C), self.columns_, "samples")
             x = self.scaler_.transform(raw)                                   # (n, T, C)
             train_windows = x[train_idx]
@@ -351,6 +382,9 @@ class SeriesAutoencoder:
             else:
                 split = N
                 self.validation_ = "train"
+            if self.log_scale:  # decided on the training part, like the scaling
+                self.log_scale_ = ValueTransform.fit(raw[:split], self.log_scale)
+                raw = self.log_scale_.apply(raw)
             if self.season:
                 # The daily profile from all the (normal) fitting data: the held-out tail is
                 # often what completes the two days it needs.
@@ -572,7 +606,7 @@ class SeriesAutoencoder:
         t = t.to(torch.device(self.device))
         with torch.no_grad():
             _, _, gates = self.model_.encoder(t, return_gates=True)
-        return gates, self.scaler_.inverse(win) + prof
+        return gates, self._original(win, prof)
 
     def window_starts(self, n: int) -> np.ndarray:
         """Start index of each row of `transform` for a series of n points."""
@@ -586,11 +620,11 @@ class SeriesAutoencoder:
         if kind == "samples":
             flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window
             recon = np.concatenate([r for _, _, r, _ in self._run(flat, starts)])
-            return self.scaler_.inverse(recon)
+            return self._original(recon)
         acc = ErrorAccumulator(len(x), x.shape[1])
         for s, _, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
             acc.add(s, recon)
-        out = self.scaler_.inverse(acc.mean()) + prof
+        out = self._original(acc.mean(), prof)
         return out[:, 0] if np.ndim(X) == 1 and not isinstance(X, str | os.PathLike) else out
 
     def score_samples(self, X, level: str = "point") -> np.ndarray:
@@ -678,6 +712,7 @@ class SeriesAutoencoder:
             "window": self.window,
             "scaler": self.scaler_.to_dict(),
             "season": None if self.season_ is None else self.season_.to_dict(),
+            "log_scale": None if self.log_scale_ is None else self.log_scale_.to_dict(),
             "error_model": self.error_model_.to_dict(),
             "threshold": self.threshold_,
             "threshold_source": self.threshold_source_,
@@ -716,6 +751,8 @@ class SeriesAutoencoder:
         est.scaler_ = Scaler.from_dict(config["scaler"])
         season = config.get("season")
         est.season_ = None if season is None else DailyProfile.from_dict(season)
+        vt = config.get("log_scale")  # absent in models saved before the option existed
+        est.log_scale_ = None if vt is None else ValueTransform.from_dict(vt)
         est.error_model_ = GaussianErrorModel.from_dict(config["error_model"])
         est.threshold_ = float(config["threshold"])
         est.threshold_source_ = config["threshold_source"]
