@@ -26,17 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import skew
 
 LOG_SCALES = ("auto", "all")
 LEVEL_QUANTILE = 0.1  # s: this quantile of the non-zero |x|, where the curve turns logarithmic
 AUTO_SKEW = 2.0  # sample skewness above which a non-negative column counts as heavy-tailed
-
-
-def _skewness(x: np.ndarray) -> float:
-    """Sample skewness of (N,) values (0.0 for a constant column)."""
-    d = x - x.mean()
-    m2 = float(np.mean(d * d))
-    return float(np.mean(d ** 3)) / m2 ** 1.5 if m2 > 0 else 0.0
 
 
 @dataclass
@@ -61,7 +55,8 @@ class ValueTransform:
         scale = np.ones(C, dtype=np.float64)
         for j in range(C):
             col = x[:, j].astype(np.float64)
-            if mode == "auto" and not (col.min() >= 0 and _skewness(col) > AUTO_SKEW):
+            if mode == "auto" and not (col.min() >= 0 and col.std() > 0
+                                       and skew(col) > AUTO_SKEW):
                 continue
             pos = np.abs(col[col != 0])
             log[j] = True
