@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from seqlab.cli import main
-from seqlab.cli.gates import MemoryTaskConfig, builtin_memory_run, run_builtin_gates_demo
+from seqlab.gates import MemoryTaskConfig, builtin_memory_run, run_builtin_gates_demo
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -99,3 +101,25 @@ def test_bad_input_gives_one_line_errors_and_no_output(tmp_path):
     res = invoke("--text", "ab", "-o", str(tmp_path / "o.txt"))
     assert res.exit_code == 2 and "expected a .png, .svg or .pdf" in res.stderr
     assert list(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_python_dash_m_seqlab_runs_the_same_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import seqlab
+
+    env = {**os.environ, "PYTHONPATH": str(Path(seqlab.__file__).parent.parent)}
+    res = subprocess.run([sys.executable, "-m", "seqlab", "--version"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"seqlab, version {seqlab.__version__}"
+    # a user error: one line on stderr, exit status 2, nothing written
+    out = tmp_path / "g.txt"
+    res = subprocess.run([sys.executable, "-m", "seqlab", "gates", "--text", "ab", "-o",
+                          str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: -o/--output: expected a .png") and \
+        res.stderr.count("\n") == 1
+    assert not out.exists()

@@ -47,3 +47,27 @@ def test_series_model_errors_are_one_line(tmp_path):
         assert message in res.output
         assert "Traceback" not in res.output
         assert not out.exists()
+
+
+def test_run_kind_of_other_directories(tmp_path):
+    import json
+
+    import pytest
+
+    from seqlab.errors import UserError
+    from seqlab.runs import run_kind
+    from seqlab.translate.train import FORMAT as TRANSLATE_FORMAT
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format": TRANSLATE_FORMAT}))
+    assert run_kind(run) == "translator"
+    (run / "config.json").write_text(json.dumps({"format": "something/9"}))
+    with pytest.raises(UserError, match="'something/9' is not a seqlab run format"):
+        run_kind(run)
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        run_kind(run)
+    res = CliRunner().invoke(main, ["gates", "--model", str(run), "--text", "x", "-o",
+                                    str(tmp_path / "g.png")])
+    assert res.exit_code == 2 and "not valid JSON" in res.output

@@ -1,11 +1,16 @@
-"""The `seqlab` command line. Each application registers its own subcommand group here."""
+"""The `seqlab` command line: the main group and its subcommands (one module each)."""
 
 from __future__ import annotations
 
 import click
 
 from seqlab import __version__
+from seqlab.cli.caption import caption
+from seqlab.cli.demo import demo
+from seqlab.cli.gates import gates
 from seqlab.cli.group import UserErrorGroup
+from seqlab.cli.series import series
+from seqlab.cli.translate import translate
 
 
 @click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,15 +19,5 @@ def main() -> None:
     """seqlab: LSTMs from their gates, sequence autoencoders, attention encoder-decoders."""
 
 
-def _register() -> None:
-    from seqlab.cli.demo import demo
-    from seqlab.cli.gates import gates
-
-    main.add_command(gates)
-    main.add_command(demo)
-    main.add_command(__import__("seqlab.cli.series", fromlist=["series"]).series)
-    main.add_command(__import__("seqlab.cli.translate", fromlist=["translate"]).translate)
-    main.add_command(__import__("seqlab.cli.caption", fromlist=["caption"]).caption)
-
-
-_register()
+for command in (gates, demo, series, translate, caption):
+    main.add_command(command)

@@ -26,7 +26,7 @@ def demo(out_dir: Path, minutes: float, skip: tuple[str, ...]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if "gates" not in skip:
-        from seqlab.cli.gates import run_builtin_gates_demo
+        from seqlab.gates import run_builtin_gates_demo
 
         click.echo("== 1/3 An LSTM from its gates ==")
         for path in run_builtin_gates_demo(out_dir / "gates"):
