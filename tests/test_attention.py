@@ -22,6 +22,11 @@ from seqlab.nn.attention import (
     build_attention,
     masked_softmax,
 )
+from seqlab.nn.reference import (
+    additive_attention_reference,
+    additive_scores_reference,
+    attention_reference,
+)
 
 SETTINGS = settings(max_examples=20, deadline=None)
 
@@ -149,44 +154,31 @@ def test_scaled_dot_matches_torch_sdpa(prob):
     torch.testing.assert_close(w.double(), w_ref, atol=1e-6, rtol=1e-5)
 
 
-def _reference_scores(kind: str, attn, q, k) -> torch.Tensor:
-    """The textbook score formulas in float64: q (B, Tq, Dq), k (B, S, Dk) -> (B, Tq, S)."""
-    q, k = q.double(), k.double()
-    if kind == "none":
-        return torch.zeros(q.shape[0], q.shape[1], k.shape[1], dtype=torch.float64)
-    if kind == "dot":
-        return torch.einsum("btd,bsd->bts", q, k)
-    if kind == "scaled_dot":
-        return torch.einsum("btd,bsd->bts", q, k) / math.sqrt(k.shape[-1])
-    if kind == "general":
-        W = attn.key_layer.weight.double()  # (Dq, Dk)
-        return torch.einsum("btq,qk,bsk->bts", q, W, k)
-    if kind == "additive":
-        Wq = attn.query_layer.weight.double()  # (A, Dq)
-        Wk = attn.key_layer.weight.double()  # (A, Dk)
-        v = attn.energy_layer.weight.double()[0]  # (A,)
-        e = torch.tanh(torch.einsum("aq,btq->bta", Wq, q)[:, :, None, :]
-                       + torch.einsum("ak,bsk->bsa", Wk, k)[:, None, :, :])
-        return e @ v
-    raise AssertionError(kind)
+# float32 fast paths (additive: the sigmoid-based tanh, chunks) against the float64 formula at
+# float32 resolution; float64 fast paths (exact tanh) against it at float64 resolution
+FAST_VS_REFERENCE_TOL = {torch.float32: dict(w=(2e-6, 1e-5), ctx=(1e-5, 1e-5)),
+                         torch.float64: dict(w=(1e-12, 1e-10), ctx=(1e-12, 1e-10))}
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kind", ["none", "dot", "scaled_dot", "general", "additive"])
 @SETTINGS
 @given(problems())
-def test_single_head_matches_float64_formula(kind, prob):
+def test_single_head_matches_float64_reference(kind, dtype, prob):
     B, Tq, S, Dq, Dk, Dv, lengths, seed = prob
     if kind in ("dot", "scaled_dot"):
         Dk = Dq
-    attn = _make(kind, Dq, Dk)
-    q, k, v = _tensors(B, Tq, S, Dq, Dk, Dv, seed)
+    attn = _make(kind, Dq, Dk, dtype=dtype)
+    q, k, v = _tensors(B, Tq, S, Dq, Dk, Dv, seed, dtype=dtype)
     mask = _mask_from_lengths(lengths, S)
     ctx, w = attn(q, k, v, mask)
-    s = _reference_scores(kind, attn, q, k)
-    w_ref = torch.softmax(s.masked_fill(~mask[:, None, :], -math.inf), -1)
-    ctx_ref = w_ref @ v.double()
-    torch.testing.assert_close(w.double(), w_ref, atol=2e-6, rtol=1e-5)
-    torch.testing.assert_close(ctx.double(), ctx_ref, atol=1e-5, rtol=1e-5)
+    ctx_ref, w_ref = attention_reference(attn, q.double(), k.double(), v.double(), mask)
+    tol = FAST_VS_REFERENCE_TOL[dtype]
+    torch.testing.assert_close(w.double(), w_ref, atol=tol["w"][0], rtol=tol["w"][1])
+    torch.testing.assert_close(ctx.double(), ctx_ref, atol=tol["ctx"][0], rtol=tol["ctx"][1])
+    # one decoder step (B, Dq) is the all-steps form's row
+    ctx1, w1 = attn(q[:, -1], k, v, mask)
+    torch.testing.assert_close(w1.double(), w_ref[:, -1], atol=tol["w"][0], rtol=tol["w"][1])
 
 
 def test_additive_chunked_and_fast_tanh_at_realistic_size(monkeypatch):
@@ -198,8 +190,7 @@ def test_additive_chunked_and_fast_tanh_at_realistic_size(monkeypatch):
     mask = _mask_from_lengths([7, 3, 5], 7)
     q.requires_grad_(True)
     ctx, w = attn(q, k, v, mask)
-    s = _reference_scores("additive", attn, q.detach(), k)
-    w_ref = torch.softmax(s.masked_fill(~mask[:, None, :], -math.inf), -1)
+    _, w_ref = attention_reference(attn, q.detach().double(), k.double(), v.double(), mask)
     torch.testing.assert_close(w.double(), w_ref, atol=2e-6, rtol=1e-5)
     # gradients of the chunked, recomputing backward vs autograd through the float64 formula
     g = torch.randn_like(ctx)
@@ -207,9 +198,8 @@ def test_additive_chunked_and_fast_tanh_at_realistic_size(monkeypatch):
     Wq, Wk, v64 = (p.detach().double().requires_grad_(True) for p in
                    (attn.query_layer.weight, attn.key_layer.weight, attn.energy_layer.weight[0]))
     q64 = q.detach().double().requires_grad_(True)
-    s64 = torch.tanh((q64 @ Wq.T)[:, :, None, :] + (k.double() @ Wk.T)[:, None, :, :]) @ v64
-    w64 = torch.softmax(s64.masked_fill(~mask[:, None, :], -math.inf), -1)
-    ((w64 @ v.double()) * g.double()).sum().backward()
+    ctx64, _ = additive_attention_reference(q64, k.double(), v.double(), Wq, Wk, v64, mask)
+    (ctx64 * g.double()).sum().backward()
     for got, ref in ((q.grad, q64.grad), (attn.query_layer.weight.grad, Wq.grad),
                      (attn.key_layer.weight.grad, Wk.grad),
                      (attn.energy_layer.weight.grad[0], v64.grad)):
@@ -241,7 +231,8 @@ def test_additive_scores_function_gradcheck(monkeypatch, chunk_elements):
     pk = torch.randn(3, 3, 4, dtype=torch.float64, generator=g, requires_grad=True)
     v = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
     fn = attention_mod._AdditiveScores.apply
-    expected = torch.tanh(pq[:, :, None] + pk[:, None]) @ v
+    eye = torch.eye(4, dtype=torch.float64)  # pq, pk are already projected: W_q = W_k = I
+    expected = additive_scores_reference(pq, pk, eye, eye, v)
     torch.testing.assert_close(fn(pq, pk, v), expected, atol=1e-14, rtol=0)
     assert torch.autograd.gradcheck(fn, (pq, pk, v))
 

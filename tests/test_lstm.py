@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from seqlab.nn import LSTM, LSTMCell, LSTMGates, record_gates
 from seqlab.nn import gates as G
+from seqlab.nn.reference import lstm_reference
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -113,6 +114,63 @@ def test_matches_torch_outputs_states_and_gradients(case):
         assert torch.equal(gates.mask, real)
         assert torch.isnan(gates.f[:, :, ~real]).all()
         assert not torch.isnan(gates.f[:, :, real]).any()
+
+
+@st.composite
+def reference_cases(draw):
+    return {
+        "dtype": draw(st.sampled_from([torch.float32, torch.float64])),
+        "I": draw(st.integers(1, 4)), "H": draw(st.integers(1, 5)), "L": draw(st.integers(1, 2)),
+        "bidirectional": draw(st.booleans()), "batch_first": draw(st.booleans()),
+        "bias": draw(st.booleans()), "B": draw(st.integers(1, 3)), "T": draw(st.integers(1, 6)),
+        "lengths": draw(st.booleans()), "gates": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**31 - 1)),
+    }
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(case=reference_cases())
+def test_fast_paths_match_the_float64_reference(case):
+    """Fused kernel and gate loop (custom backward, sigmoid-based tanh) in float32/float64
+    against `lstm_reference` (gate functions step by step, autograd) in float64."""
+    torch.manual_seed(case["seed"])
+    dt, I, H, L, B, T = (case[k] for k in ("dtype", "I", "H", "L", "B", "T"))
+    bf, D = case["batch_first"], 2 if case["bidirectional"] else 1
+    ours = LSTM(I, H, num_layers=L, bias=case["bias"], batch_first=bf,
+                bidirectional=case["bidirectional"]).to(dt)
+    ref = LSTM(I, H, num_layers=L, bias=case["bias"], bidirectional=case["bidirectional"])
+    ref = ref.double()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(T, B, I, dtype=dt)  # time first; transposed for batch_first
+    h0, c0 = torch.randn(L * D, B, H, dtype=dt), torch.randn(L * D, B, H, dtype=dt)
+    lengths = None
+    if case["lengths"]:
+        lengths = torch.randint(1, T + 1, (B,))
+        lengths[0] = T
+    leaves = [t.clone().requires_grad_(True) for t in (x, h0, c0)]
+    leaves64 = [t.detach().double().requires_grad_(True) for t in (x, h0, c0)]
+    xin = leaves[0].transpose(0, 1) if bf else leaves[0]
+    res = ours(xin, (leaves[1], leaves[2]), lengths=lengths, return_gates=case["gates"])
+    out = res[0].transpose(0, 1) if bf else res[0]
+    h, c = res[1]
+    out64, (h64, c64), gates64 = lstm_reference(ref, leaves64[0], (leaves64[1], leaves64[2]),
+                                                lengths)
+    tol = TOL[dt]
+    for name, a, b in (("output", out, out64), ("h_n", h, h64), ("c_n", c, c64)):
+        assert rel_err(a.double(), b) <= tol, (name, rel_err(a.double(), b))
+    upstream = [torch.randn_like(t) for t in (out64, h64, c64)]
+    g64 = torch.autograd.grad((out64, h64, c64), [*leaves64, *ref.parameters()], upstream)
+    g = torch.autograd.grad((out, h, c), [*leaves, *ours.parameters()],
+                            [u.to(dt) for u in upstream])
+    names = ["x", "h0", "c0", *(n for n, _ in ours.named_parameters())]
+    for name, a, b in zip(names, g, g64, strict=True):
+        assert rel_err(a.double(), b) <= tol, (name, rel_err(a.double(), b))
+    if case["gates"]:
+        for name, ref_value in gates64.items():
+            value = getattr(res[2], name).double()
+            assert torch.equal(value.isnan(), ref_value.isnan()), name
+            assert rel_err(value.nan_to_num(), ref_value.nan_to_num()) <= tol, name
 
 
 def test_seeded_init_equals_torch():

@@ -27,9 +27,11 @@ Variants (`kind`):
     "scaled_dot"  ScaledDotAttention   q . k / sqrt(Dk)            (needs Dq == Dk)
     "multihead"   MultiHeadAttention   Transformer-style, torch.nn.MultiheadAttention layout
 
-Speed notes (see /work/shared/notes/cpu-performance.md): scores are computed as
-bmm(q, K^T) with the query as the left operand (about 10x faster than bmm(K, q) here); every
-projection of the keys/values happens in `precompute`, once per source, not once per step.
+Optimisations (the plain formulas are in `seqlab.nn.reference`; the tests compare against them):
+every projection of the keys/values happens in `precompute`, once per source, not once per step;
+scores are bmm(q, K^T) with the (small) query as the left operand, the layout CPU bmm kernels
+handle best for one decoder step; additive attention computes its scores in blocks with a
+hand-written backward (`_AdditiveScores`).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ ATTENTION_KINDS = ("none", "additive", "dot", "general", "scaled_dot", "multihea
 
 # The all-steps additive form needs tanh over a (B, Tq, S, A) tensor (118 MB at
 # B=64, T=S=30, A=512). It is processed in (batch, step) blocks of about this many elements
-# (4 MB of float32: measured as fast as 1 MB blocks and ~1.4x faster than 16 MB ones).
+# (4 MB of float32: a block stays in cache through add -> tanh -> dot with v, where the whole
+# tensor would go to memory and back three times).
 ADDITIVE_CHUNK_ELEMENTS = 1 << 20
 # That chunk buffer is kept per thread and reused across calls: a fresh 4 MB tensor per decoder
 # step costs more in page faults than the add that fills it. Buffers above this size are not kept.
@@ -352,7 +355,7 @@ class DotAttention(Attention):
             )
 
     def scores(self, query: Tensor, cache: AttentionCache) -> Tensor:
-        # (B, Tq, D) @ (B, D, S): the query on the left is the fast bmm layout here
+        # (B, Tq, D) @ (B, D, S): the query as the left operand (see the module docstring)
         return torch.bmm(query, cache.keys.transpose(1, 2))  # (B, Tq, S)
 
 
@@ -407,8 +410,8 @@ def _chunk_buffer(like: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def _fast_tanh_ok(x: Tensor) -> bool:
-    # tanh(x) = 2 sigmoid(2x) - 1 is 2-3x faster than torch.tanh on this build and within ~2e-7
-    # of it: fine at float32 resolution. Lower/higher precisions use the exact torch.tanh.
+    # tanh(x) = 2 sigmoid(2x) - 1 (as `gates.fast_tanh`: cheaper where torch's tanh kernel is
+    # slow) is within ~2e-7 of tanh: fine at float32 resolution. Other dtypes use torch.tanh.
     return x.dtype == torch.float32
 
 
@@ -431,8 +434,11 @@ class _AdditiveScores(torch.autograd.Function):
     """score[b, t, s] = sum_a v[a] tanh(pq[b, t, a] + pk[b, s, a]), in (b, t) blocks.
 
     Forward never holds the whole (B, Tq, S, A) tensor (118 MB at B=64, T=S=30, A=512): each
-    block stays in cache through add -> tanh -> dot with v, whatever B and Tq are. Backward
-    recomputes tanh block by block instead of saving it, like activation checkpointing.
+    block stays in cache through add -> tanh -> dot with v, whatever B and Tq are. The backward
+    is written by hand because autograd would save that whole tensor for it; this one
+    recomputes tanh block by block instead, like activation checkpointing, and forms each
+    gradient as a matrix product over the block. Compared with
+    `seqlab.nn.reference.additive_scores_reference` (and gradcheck) in the tests.
     """
 
     @staticmethod
@@ -497,8 +503,9 @@ class AdditiveAttention(Attention):
     (Linear A -> 1); no biases (as Joey NMT). `precompute` computes W_k k once per source,
     (B, S, A). A step then costs a tanh over (B, S, A); the all-steps form over (B, Tq, S, A),
     done in chunks over Tq and recomputed in backward rather than stored. In float32, tanh(x)
-    is evaluated as 2 sigmoid(2x) - 1 (2-3x faster on CPU, within 2e-7 per element; scores
+    is evaluated as 2 sigmoid(2x) - 1 (see `gates.fast_tanh`; within 2e-7 per element, scores
     within about twice float32's own rounding of the float64 values); other dtypes use tanh.
+    The plain formula: `seqlab.nn.reference.additive_attention_reference`.
     """
 
     kind = "additive"

@@ -25,10 +25,10 @@ Incremental decoding (`step` in eval mode without autograd) reads inference weig
 until a parameter changes: the embedding half of the cell's input projection for the whole
 vocabulary (a (V, 4H) table: a row lookup instead of a matmul per step), the cell's [W_feed; W_hh]
 concatenated once, and the transposed (contiguous) combine and vocabulary weights, which MKL
-multiplies ~1.2x faster than nn.Linear's layout. The results equal the plain step's (tests), to
-the last bit here (torch 2.13 CPU, MKL; checked on 2000 Tatoeba sentences by
-benchmarks/bench_decode.py): with fewer than `_SAME_BITS_MIN_ROWS` rows MKL takes a kernel that
-rounds differently, so small batches keep the plain operands.
+multiplies faster than nn.Linear's layout. The results equal the plain step's (tests), to
+the last bit with MKL's sgemm (benchmarks/bench_decode.py checks it on 2000 Tatoeba sentences):
+with fewer than `_SAME_BITS_MIN_ROWS` rows MKL takes a kernel that rounds differently, so small
+batches keep the plain operands.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Memory(NamedTuple):
 # From this many rows on, MKL's sgemm gives each row the same bits whatever the operand layout
 # (nn.Linear's x @ W^T view vs a contiguous W^T) and whichever rows are multiplied together
 # (a lookup in a precomputed (V, 4H) table vs a matmul of the looked-up embeddings); with 1-3
-# rows it takes another kernel. Measured for 1..400 rows with torch 2.13 CPU on AMD Zen 4.
+# rows it takes another kernel (measured for 1..400 rows; other BLAS libraries may differ).
 _SAME_BITS_MIN_ROWS = 4
 # The masked softmax over >= 16 source positions (the AVX-512 float width) runs a vectorised
 # kernel, over fewer a scalar one; each gives a row the same bits however much masked padding

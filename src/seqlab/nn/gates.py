@@ -17,7 +17,9 @@ W_hh[H:2H].T + b_hh[H:2H]`. `preactivations` computes all four at once (one matm
 `split_gates` cuts the result into the four gates' pre-activations z_i, z_f, z_g, z_o.
 
 The gate functions take their pre-activation z (B, H) and accept `out=` so the sequence loop in
-`seqlab.nn.lstm` can write straight into its preallocated recordings. `local_derivatives` holds
+`seqlab.nn.lstm` can write straight into its preallocated recordings (no fresh tensor per gate
+and step). `lstm_step` is the plain, autograd-differentiable step; the whole sequence the plain
+way is `seqlab.nn.reference.lstm_reference`. `local_derivatives` holds
 the derivatives of these equations that the loop's hand-written backward pass (BPTT) uses.
 """
 
@@ -65,8 +67,10 @@ def _minus_one_and_two(like: Tensor) -> tuple[Tensor, Tensor]:
 def fast_tanh(x: Tensor, out: Tensor | None = None) -> Tensor:
     """tanh(x), computed as 2 * sigmoid(2x) - 1 (the same function).
 
-    On this CPU build torch.tanh is ~6x slower than torch.sigmoid on large tensors, and this
-    form is 2-3x faster; it agrees with torch.tanh to ~2e-7 (float32) / ~4e-16 (float64).
+    An optimisation: on CPU builds of torch whose tanh kernel is much slower than their sigmoid
+    kernel, one sigmoid plus two cheap element-wise ops beats tanh. It agrees with torch.tanh
+    to ~2e-7 (float32) / ~4e-16 (float64); `seqlab.nn.reference.lstm_reference` and the tests
+    check the gate loop that uses it against the plain equations.
     """
     minus_one, two = _minus_one_and_two(x)
     if out is None:  # out-of-place, so autograd can follow

@@ -14,7 +14,15 @@ The gate path's backward is once-differentiable (no gradients of gradients), and
 gates are detached: they are for looking at, not for putting a loss on.
 
 Both paths agree with `torch.nn.LSTM` (same parameter names, shapes, init, gate order i, f, g,
-o) to float rounding; tests/test_lstm.py checks outputs, states and gradients.
+o) to float rounding; tests/test_lstm.py checks outputs, states and gradients against torch and
+against `seqlab.nn.reference.lstm_reference` (the same equations step by step, plain autograd).
+
+Optimisations in the gate path, each for speed of a loop that runs one small step at a time:
+a custom autograd function (`_GateLoop`) instead of autograd through the loop, which would
+record a dozen small operations per step and walk them back one by one; one preallocated
+(T, B, 4H) buffer that holds the input projections of all steps (one big matmul) and is then
+overwritten by the gate values (no allocation per step); tanh through a sigmoid
+(`gates.fast_tanh`); small steps on one thread (`_threads_for_steps`).
 
 Variable-length batches: pass a `PackedSequence`, or a padded tensor plus `lengths=` (B,).
 Steps t >= lengths[b] are padding: they never change the results at real steps, the outputs
@@ -231,7 +239,8 @@ class _GateLoop(torch.autograd.Function):
 
     Forward keeps all gate values (they are the recording and what backward needs); backward
     is backpropagation through time written with `gates.local_derivatives`, one small matmul
-    and a few element-wise ops per step instead of a long autograd graph.
+    and a few element-wise ops per step instead of a long autograd graph. The same computation
+    without these optimisations: `seqlab.nn.reference.lstm_reference`.
     """
 
     @staticmethod
