@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqlab.decoding.search import beam_search, gnmt_length_penalty, greedy_search
+from seqlab.decoding.search import (
+    PrunableStepDecoder,
+    StepDecoder,
+    StreamingStepDecoder,
+    beam_search,
+    gnmt_length_penalty,
+    greedy_search,
+    greedy_search_stream,
+)
 from seqlab.translate.model import Seq2Seq, TranslatorConfig
 
 BOS, EOS = 2, 3
@@ -211,3 +219,17 @@ def test_greedy_dropping_finished_sentences_changes_nothing(trained):
         assert a.tokens == b.tokens
         assert a.logprob == pytest.approx(b.logprob, abs=1e-6)
         torch.testing.assert_close(a.attention, b.attention)
+
+
+def test_search_protocols_are_checked_at_runtime(trained):
+    """The shared decoder offers every optional part; a minimal one only the required three,
+    and the stream search refuses it up front instead of failing midway."""
+    dec = trained.decoder
+    assert isinstance(dec, StreamingStepDecoder) and isinstance(dec, PrunableStepDecoder)
+    minimal = _NoPruning(dec)
+    assert isinstance(minimal, StepDecoder)
+    assert not isinstance(minimal, PrunableStepDecoder)
+    src, lengths, mask = sources(B=2, seed=7)
+    mem, st = trained.encode(src, lengths, mask)
+    with pytest.raises(TypeError, match="lacks the StreamingStepDecoder methods"):
+        greedy_search_stream(minimal, [(mem, st, 5)], bos_id=BOS, eos_id=EOS, max_rows=4)

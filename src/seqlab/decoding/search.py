@@ -1,15 +1,25 @@
 """Batched greedy and beam search over any step-wise decoder.
 
-A decoder takes part by offering (see `seqlab.nn.decoder.AttentionDecoder`):
+A decoder takes part by offering (see `seqlab.nn.decoder.AttentionDecoder`) the methods of
+`StepDecoder`:
 
     logprobs, state, weights = decoder.step(tokens, state, memory)   # (N,) -> (N, V), ..., (N, S)
     state = decoder.reorder_state(state, index)                      # pick rows, index (N',)
     memory = decoder.expand_memory(memory, k)                        # repeat each row k times
-    memory = decoder.select_memory(memory, index)                    # optional: pick rows, so
-                                                                     # finished sentences drop out
+
+optionally those of `PrunableStepDecoder` (greedy and beam search then drop finished
+sentences' rows instead of computing them to the end):
+
+    memory = decoder.select_memory(memory, index)                    # pick rows, index (N',)
+
+and, for `greedy_search_stream`, those of `StreamingStepDecoder`:
+
+    group = decoder.memory_group(memory)          # memories of one group can be joined
+    memory, state = decoder.join([(memory, state), ...])             # concatenate rows
 
 so the translator and the captioner share this module. `memory` is whatever the decoder reads and
-never changes while decoding (encoder outputs, mask, key cache).
+never changes while decoding (encoder outputs, mask, key cache); `state` is a tuple of tensors
+whose first has one row per sentence (or beam).
 
 Beam search (fairseq-style, vectorised over the batch):
 - each step every live beam proposes its continuations; the 2K best are ranked; an EOS among the
@@ -28,16 +38,51 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 
+@runtime_checkable
 class StepDecoder(Protocol):
-    def step(self, tokens: Tensor, state: Any, memory: Any) -> tuple[Tensor, Any, Tensor]: ...
-    def reorder_state(self, state: Any, index: Tensor) -> Any: ...
-    def expand_memory(self, memory: Any, k: int) -> Any: ...
+    """What every search needs from a decoder. `state`: a tuple of tensors, the first (N, ...)
+    with one row per hypothesis; `memory`: anything, read-only during the search."""
+
+    def step(self, tokens: Tensor, state: Any, memory: Any) -> tuple[Tensor, Any, Tensor]:
+        """Feed tokens (N,); return log-probabilities (N, V), the new state, attention (N, S)."""
+        ...
+
+    def reorder_state(self, state: Any, index: Tensor) -> Any:
+        """The state of rows `index` (N',), in that order (rows may repeat)."""
+        ...
+
+    def expand_memory(self, memory: Any, k: int) -> Any:
+        """The memory with each row repeated k times in place (row b -> rows b*k .. b*k+k-1)."""
+        ...
+
+
+@runtime_checkable
+class PrunableStepDecoder(StepDecoder, Protocol):
+    """A decoder whose memory rows can be dropped: searches then stop computing finished
+    sentences (checked with isinstance; without it they keep their rows to the end)."""
+
+    def select_memory(self, memory: Any, index: Tensor) -> Any:
+        """The memory of rows `index` (N',), in that order."""
+        ...
+
+
+@runtime_checkable
+class StreamingStepDecoder(PrunableStepDecoder, Protocol):
+    """A decoder whose running rows can be joined by new ones (`greedy_search_stream`)."""
+
+    def memory_group(self, memory: Any) -> object:
+        """A key: memories with equal keys can be joined without changing any row's numbers."""
+        ...
+
+    def join(self, parts: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+        """Concatenate the rows of (memory, state) pairs of one memory group."""
+        ...
 
 
 @dataclass
@@ -104,12 +149,12 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     limits = _max_lengths(max_len, B)
     device = state[0].device
     T_max = int(limits.max().item()) if B else 0
-    can_prune = hasattr(decoder, "select_memory")
+    pruner = decoder if isinstance(decoder, PrunableStepDecoder) else None
     tokens = torch.full((B,), bos_id, dtype=torch.long, device=device)
     rows = torch.arange(B)        # original sentence of each row still decoded
     lim = limits.clone()          # its length limit
     # without select_memory finished rows stay in the batch: `done` remembers them
-    done = None if can_prune else torch.zeros(B, dtype=torch.bool)
+    done = torch.zeros(B, dtype=torch.bool)
     steps: list[tuple[Tensor, Tensor, Tensor, Tensor | None]] = []  # (rows, tokens, lp, w)
     for t in range(T_max):
         lp, state, w = decoder.step(tokens, state, memory)          # (N, V), ..., (N, S)
@@ -117,7 +162,7 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
         tok_cpu = tokens.cpu()
         steps.append((rows, tok_cpu, best_lp.cpu(), w.cpu() if return_attention else None))
         fin = (tok_cpu == eos_id) | (lim <= t + 1)                   # (N,)
-        if done is not None:
+        if pruner is None:
             done |= fin
             if bool(done.all()):
                 break
@@ -132,7 +177,7 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
             keep = keep.to(device)
             tokens = tokens.index_select(0, keep)
             state = decoder.reorder_state(state, keep)
-            memory = decoder.select_memory(memory, keep)  # type: ignore[attr-defined]
+            memory = pruner.select_memory(memory, keep)
     # assemble: out (B, T) tokens (-1 where a row was not decoded), its length n per sentence
     T = len(steps)
     out = torch.full((B, T), -1, dtype=torch.long)
@@ -148,7 +193,7 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     logprob = torch.zeros(B, dtype=torch.float64)
     for t, (r, _, blp, _) in enumerate(steps):     # summed in step order, as decoded
         blp = blp.double()
-        if done is not None:                       # finished rows add exactly 0.0
+        if pruner is None:                         # finished rows add exactly 0.0
             blp = torch.where(last[r] >= t, blp, 0.0)
         logprob.index_add_(0, r, blp)
     attn: Tensor | None = None                     # (B, T, S) on request
@@ -175,21 +220,23 @@ class _Pending:
 
 
 @torch.no_grad()
-def greedy_search_stream(decoder: StepDecoder, batches: Iterable[tuple[Any, Any, Any]], *,
+def greedy_search_stream(decoder: StreamingStepDecoder, batches: Iterable[tuple[Any, Any, Any]], *,
                          bos_id: int, eos_id: int, max_rows: int) -> list[SearchResult]:
     """Greedy search over a stream of batches with continuous batching: as sentences end, the
     next ones join the running batch, so the steps keep about `max_rows` rows (instead of
     running each batch down to its last, longest sentence with few rows).
 
     batches: (memory, state, max_len) per batch, as for `greedy_search` (pulled lazily, so a
-    generator can encode each batch when its sentences are needed). The decoder must also offer
-    `select_memory`, `memory_group(memory)` (memories of one group can be joined without
-    changing any row's numbers) and `join([(memory, state), ...])` (concatenate rows).
+    generator can encode each batch when its sentences are needed). The decoder must be a
+    `StreamingStepDecoder` (select_memory, memory_group, join).
     Returns one SearchResult per batch, equal to `greedy_search` on that batch alone (tokens;
     the log-probabilities up to the last bit where that batch's search ran fewer than 4 rows).
     """
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    if not isinstance(decoder, StreamingStepDecoder):
+        raise TypeError(f"greedy_search_stream: {type(decoder).__name__} lacks the "
+                        "StreamingStepDecoder methods (select_memory, memory_group, join)")
     refill_at = max(1, max_rows // 8)   # join rows in groups: each join copies the memory
     source = iter(batches)
     sizes: list[int] = []               # rows per batch
@@ -222,12 +269,12 @@ def greedy_search_stream(decoder: StepDecoder, batches: Iterable[tuple[Any, Any,
                 limits_all.append(p_limits)
                 live = (p_limits > 0).nonzero().squeeze(1)   # limit 0: empty, no step
                 if live.numel() < B:
-                    p_memory = decoder.select_memory(p_memory, live)  # type: ignore[attr-defined]
+                    p_memory = decoder.select_memory(p_memory, live)
                     p_state = decoder.reorder_state(p_state, live)
                 pending = _Pending(p_memory, p_state, first + live, p_limits[live])
                 if len(pending) == 0:
                     continue
-            p_group = decoder.memory_group(pending.memory)  # type: ignore[attr-defined]
+            p_group = decoder.memory_group(pending.memory)
             if rows.numel() and p_group != group:
                 break                   # joins once the running rows have ended
             take = min(max_rows - rows.numel(), len(pending))
@@ -236,17 +283,17 @@ def greedy_search_stream(decoder: StepDecoder, batches: Iterable[tuple[Any, Any,
             if take == len(pending):
                 parts.append((pending.memory, pending.state))
             else:
-                parts.append((decoder.select_memory(pending.memory, idx),  # type: ignore
+                parts.append((decoder.select_memory(pending.memory, idx),
                               decoder.reorder_state(pending.state, idx)))
             new_rows = pending.first[:take]
             new_lim = pending.limits[:take]
             if take == len(pending):
                 pending = None
             else:
-                pending = _Pending(decoder.select_memory(pending.memory, rest),  # type: ignore
+                pending = _Pending(decoder.select_memory(pending.memory, rest),
                                    decoder.reorder_state(pending.state, rest),
                                    pending.first[take:], pending.limits[take:])
-            memory, state = decoder.join(parts)  # type: ignore[attr-defined]
+            memory, state = decoder.join(parts)
             group = p_group
             device = state[0].device
             bos = torch.full((take,), bos_id, dtype=torch.long, device=device)
@@ -272,7 +319,7 @@ def greedy_search_stream(decoder: StepDecoder, batches: Iterable[tuple[Any, Any,
                 keep = keep.to(tokens.device)
                 tokens = tokens.index_select(0, keep)
                 state = decoder.reorder_state(state, keep)
-                memory = decoder.select_memory(memory, keep)  # type: ignore[attr-defined]
+                memory = decoder.select_memory(memory, keep)
     # ---- assemble: each row's tokens in step order; log-probs summed in step order
     G = sum(sizes)
     logprob = torch.zeros(G, dtype=torch.float64)
@@ -324,7 +371,7 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
     flat = torch.arange(B, device=device).repeat_interleave(K)       # (B*K,)
     state = decoder.reorder_state(state, flat)
     memory = decoder.expand_memory(memory, K)
-    can_prune = hasattr(decoder, "select_memory")
+    pruner = decoder if isinstance(decoder, PrunableStepDecoder) else None
     tokens = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
     # only the first beam is live at t=0, so the K beams do not start as K copies
     scores = torch.full((B, K), float("-inf"), device=device)
@@ -400,12 +447,12 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
         keep = [i for i, b in enumerate(active) if not done[b]]
         if not keep:
             break
-        if can_prune and len(keep) < Ba:
+        if pruner is not None and len(keep) < Ba:
             # drop finished sentences' rows: later steps only compute the ones still searched
             kept = torch.tensor(keep, device=device)                  # (Ba',)
             kept_rows = (kept.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
             rows = rows.view(Ba, K).index_select(0, kept).view(-1)    # (Ba'*K,)
-            memory = decoder.select_memory(memory, kept_rows)  # type: ignore[attr-defined]
+            memory = pruner.select_memory(memory, kept_rows)
             tokens2d, scores = tokens2d.index_select(0, kept), scores.index_select(0, kept)
             history = history.index_select(0, kept)
             if attn_hist is not None:
