@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for set-up and the two everyday jobs.
 #   bash scripts/dev.sh demo   -> create/reuse .venv, install, run the built-in demo
-#   bash scripts/dev.sh test   -> create/reuse .venv, install, run ruff and the test-suite
+#   bash scripts/dev.sh test   -> create/reuse .venv, install, run ruff, mypy and the test-suite
 # Installs use constraints.txt, which pins the CPU build of torch for this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,7 @@ case "$cmd" in
   demo) exec "$VENV/bin/seqlab" demo "$@" ;;
   test)
     "$VENV/bin/ruff" check src tests benchmarks
+    "$VENV/bin/python" -m mypy
     exec "$VENV/bin/python" -m pytest -q "$@" ;;
   *) echo "usage: bash scripts/dev.sh {demo|test} [args...]" >&2; exit 2 ;;
 esac

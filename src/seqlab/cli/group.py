@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -13,7 +14,7 @@ class UserErrorGroup(click.Group):
     """`UserError` -> "error: ..." on stderr and exit code 2, no traceback (also when the group
     is invoked on its own, e.g. in tests)."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as err:

@@ -155,12 +155,15 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     lim = limits.clone()          # its length limit
     # without select_memory finished rows stay in the batch: `done` remembers them
     done = torch.zeros(B, dtype=torch.bool)
-    steps: list[tuple[Tensor, Tensor, Tensor, Tensor | None]] = []  # (rows, tokens, lp, w)
+    steps: list[tuple[Tensor, Tensor, Tensor]] = []  # (rows, tokens, log-prob) per step
+    step_weights: list[Tensor] = []                  # (N, S) per step, on request
     for t in range(T_max):
         lp, state, w = decoder.step(tokens, state, memory)          # (N, V), ..., (N, S)
         best_lp, tokens = row_max(lp)                                # (N,)
         tok_cpu = tokens.cpu()
-        steps.append((rows, tok_cpu, best_lp.cpu(), w.cpu() if return_attention else None))
+        steps.append((rows, tok_cpu, best_lp.cpu()))
+        if return_attention:
+            step_weights.append(w.cpu())
         fin = (tok_cpu == eos_id) | (lim <= t + 1)                   # (N,)
         if pruner is None:
             done |= fin
@@ -181,7 +184,7 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     # assemble: out (B, T) tokens (-1 where a row was not decoded), its length n per sentence
     T = len(steps)
     out = torch.full((B, T), -1, dtype=torch.long)
-    for t, (r, tok, _, _) in enumerate(steps):
+    for t, (r, tok, _) in enumerate(steps):
         out[r, t] = tok
     first_eos = torch.full((B,), T_max, dtype=torch.long)                   # (B,)
     if T:
@@ -191,15 +194,15 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
     # the last step whose log-prob counts (step 0 always counts, as it is always decoded)
     last = torch.minimum(first_eos, (limits - 1).clamp_min(0))
     logprob = torch.zeros(B, dtype=torch.float64)
-    for t, (r, _, blp, _) in enumerate(steps):     # summed in step order, as decoded
+    for t, (r, _, blp) in enumerate(steps):        # summed in step order, as decoded
         blp = blp.double()
         if pruner is None:                         # finished rows add exactly 0.0
             blp = torch.where(last[r] >= t, blp, 0.0)
         logprob.index_add_(0, r, blp)
     attn: Tensor | None = None                     # (B, T, S) on request
-    if return_attention and steps:
-        attn = torch.zeros(B, T, steps[0][3].size(-1), dtype=steps[0][3].dtype)
-        for t, (r, _, _, w) in enumerate(steps):
+    if step_weights:
+        attn = torch.zeros(B, T, step_weights[0].size(-1), dtype=step_weights[0].dtype)
+        for t, ((r, _, _), w) in enumerate(zip(steps, step_weights, strict=True)):
             attn[r, t] = w
     toks, ns, lps = out.tolist(), n.tolist(), logprob.tolist()
     result = SearchResult()
@@ -212,7 +215,7 @@ def greedy_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int,
 class _Pending:
     """Encoded sentences waiting to join the running batch (rows taken from the front)."""
 
-    def __init__(self, memory: Any, state: Any, first: int, limits: Tensor):
+    def __init__(self, memory: Any, state: Any, first: Tensor, limits: Tensor):
         self.memory, self.state, self.first, self.limits = memory, state, first, limits
 
     def __len__(self) -> int:

@@ -442,7 +442,7 @@ class _AdditiveScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pq: Tensor, pk: Tensor, v: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, pq: Tensor, pk: Tensor, v: Tensor) -> Tensor:
         B, Tq, A = pq.shape
         S = pk.shape[1]
         fast = _fast_tanh_ok(pq)
@@ -463,7 +463,7 @@ class _AdditiveScores(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable  # no second derivatives: say so instead of returning wrong ones
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         # With th = tanh(x) and d = 1 - th^2 (so d score / d x = v * d):
         #   grad_v[a]       = sum_{b,t,s} g[b,t,s] th[b,t,s,a]
         #   grad_pq[b,t,a]  = v[a] sum_s g[b,t,s] d[b,t,s,a]
@@ -679,7 +679,7 @@ class MultiHeadAttention(Attention):
         """
         self._check_keys(keys)
         from_keys = values is None
-        if from_keys:
+        if values is None:
             if self.value_dim != self.key_dim:
                 raise ValueError(
                     f"values: needed for precompute when value_dim={self.value_dim} differs "
@@ -725,9 +725,9 @@ class MultiHeadAttention(Attention):
             cache = self.precompute(keys, values)
         else:
             cache = self._get_cache(keys, values, cache)
-            if cache.values is None:
-                raise ValueError("cache: has no value projections; build it with precompute()")
         V = cache.values
+        if V is None:
+            raise ValueError("cache: has no value projections; build it with precompute()")
         if cache.values_from_keys and not _same_tensor(values, keys):
             V = self._split_heads(self._proj(values, 2))  # values differ from the cached ones
         B, Tq, _ = q.shape

@@ -157,7 +157,7 @@ class AttentionDecoder(nn.Module):
         E = self.cfg.emb_dim
         w_ih = self.cell.weight_ih                                   # (4H, E [+ H])
         w_emb = w_ih[:, :E]                                          # (4H, E)
-        w_rec = self.cell.weight_hh                                  # (4H, H)
+        w_rec: Tensor = self.cell.weight_hh                          # (4H, H)
         if self.cfg.input_feeding:                                   # one matmul for [a; h]
             w_rec = torch.cat([w_ih[:, E:], w_rec], dim=1)           # (4H, 2H)
         bias = self.cell.bias_ih + self.cell.bias_hh                 # (4H,)

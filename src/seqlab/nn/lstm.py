@@ -36,6 +36,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +99,7 @@ class LSTMGates:
 
     def _field(self, name: str) -> Tensor:
         if name not in self._values:
-            assert self._raw is not None
+            assert self._raw is not None and self.lengths is not None
             first = self._raw[0][0][name]
             T, B, H = first.shape
             value = first.new_empty(len(self._raw), len(self._raw[0]), B, T, H)
@@ -252,7 +253,7 @@ class _GateLoop(torch.autograd.Function):
         # Input part of every pre-activation for all steps in one matmul: (T, B, 4H). The same
         # buffer then receives the recurrent part and the gate values (i, f, g, o) step by step
         # (one buffer: a second one would cost a copy and fresh memory pages every step).
-        if b_ih is not None:
+        if b_ih is not None and b_hh is not None:
             acts = torch.addmm(b_ih + b_hh, x.reshape(T * B, I), w_ih.t())
         else:
             acts = x.reshape(T * B, I) @ w_ih.t()
@@ -380,6 +381,8 @@ class LSTM(nn.Module):
       and with return_gates=True also an `LSTMGates` record (shapes (L, D, B, T, H)).
     """
 
+    weight_ih_l0: Tensor  # registered by name in __init__; declared for type checkers
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0,
@@ -407,7 +410,7 @@ class LSTM(nn.Module):
         self.proj_size = 0
         self._gate_recorder: tuple[GateStore, str] | None = None
         D = 2 if bidirectional else 1
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         # Same registration order as torch.nn.LSTM, so a seeded init gives identical weights.
         for layer in range(num_layers):
             layer_in = input_size if layer == 0 else hidden_size * D
@@ -658,7 +661,7 @@ class LSTMCell(nn.Module):
         self.hidden_size = hidden_size
         self.bias = bias
         self._gate_recorder: tuple[GateStore, str] | None = None
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
         if bias:

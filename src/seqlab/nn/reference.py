@@ -23,6 +23,14 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from seqlab.nn.attention import (
+    AdditiveAttention,
+    Attention,
+    DotAttention,
+    GeneralAttention,
+    ScaledDotAttention,
+    UniformAttention,
+)
 from seqlab.nn.gates import lstm_step
 
 __all__ = [
@@ -145,32 +153,31 @@ def additive_scores_reference(query: Tensor, keys: Tensor, W_q: Tensor, W_k: Ten
     return energy @ v  # (B, Tq, S, A) @ (A,) -> (B, Tq, S)
 
 
-def attention_scores_reference(attn: torch.nn.Module, query: Tensor, keys: Tensor) -> Tensor:
+def attention_scores_reference(attn: Attention, query: Tensor, keys: Tensor) -> Tensor:
     """The score formula of a single-head attention module, in the dtype of `query`.
 
-    attn: kind "none", "dot", "scaled_dot", "general" or "additive" (its weights are converted
-    to the query's dtype). query (B, Tq, Dq), keys (B, S, Dk) -> scores (B, Tq, S).
+    attn: uniform ("none"), dot, scaled dot, general or additive (its weights are converted to
+    the query's dtype). query (B, Tq, Dq), keys (B, S, Dk) -> scores (B, Tq, S).
     """
-    kind = getattr(attn, "kind", None)
     dtype = query.dtype
-    if kind == "none":
+    if isinstance(attn, UniformAttention):
         return query.new_zeros(query.shape[0], query.shape[1], keys.shape[1])
-    if kind == "dot":
-        return torch.einsum("btd,bsd->bts", query, keys)
-    if kind == "scaled_dot":
+    if isinstance(attn, ScaledDotAttention):  # before DotAttention, its base class
         return torch.einsum("btd,bsd->bts", query, keys) / math.sqrt(keys.shape[-1])
-    if kind == "general":
+    if isinstance(attn, DotAttention):
+        return torch.einsum("btd,bsd->bts", query, keys)
+    if isinstance(attn, GeneralAttention):
         W = attn.key_layer.weight.to(dtype)  # (Dq, Dk)
         return torch.einsum("btq,qk,bsk->bts", query, W, keys)
-    if kind == "additive":
+    if isinstance(attn, AdditiveAttention):
         return additive_scores_reference(query, keys, attn.query_layer.weight.to(dtype),
                                          attn.key_layer.weight.to(dtype),
                                          attn.energy_layer.weight.to(dtype)[0])
-    raise ValueError(f"attention_scores_reference: no reference for kind {kind!r} (multi-head "
-                     "is compared with torch.nn.MultiheadAttention instead)")
+    raise ValueError(f"attention_scores_reference: no reference for {type(attn).__name__} "
+                     "(multi-head is compared with torch.nn.MultiheadAttention instead)")
 
 
-def attention_reference(attn: torch.nn.Module, query: Tensor, keys: Tensor, values: Tensor,
+def attention_reference(attn: Attention, query: Tensor, keys: Tensor, values: Tensor,
                         mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """score -> masked softmax -> weighted sum of the values, for a single-head module.
 
