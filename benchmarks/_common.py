@@ -19,6 +19,7 @@ import torch
 from seqlab.io import write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def cpu_model() -> str:
@@ -62,9 +63,31 @@ def machine_info(**extra: Any) -> dict[str, Any]:
             "command": command_line(), "git_commit": git_state()["commit"], **extra}
 
 
+def repo_relative(value: Any) -> Any:
+    """`value` with every path inside the repository written relative to its root, in strings
+    (also inside command lines) and Paths, recursively through dicts, lists and tuples; so a
+    committed result does not say where one checkout lay."""
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        return value.replace(f"{REPO}{os.sep}", "")
+    if isinstance(value, dict):
+        return {k: repo_relative(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [repo_relative(v) for v in value]
+    return value
+
+
 def write_results(path: str | Path, record: dict[str, Any]) -> Path:
-    """Write a result record as JSON atomically (never a half-written file)."""
+    """Write a record as JSON atomically (never a half-written file).
+
+    Files under benchmarks/results/ (the committed results) get repository paths relative to
+    the repository (`repo_relative`); elsewhere (a script's own state in its work directory,
+    read back later) they stay absolute.
+    """
     path = Path(path)
+    if path.resolve().is_relative_to(RESULTS):
+        record = repo_relative(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
     return path
