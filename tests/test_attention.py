@@ -131,6 +131,7 @@ def test_causal_mask_all_steps(kind):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.cpu_sensitive
 @SETTINGS
 @given(problems(same_dims=True))
 def test_scaled_dot_matches_torch_sdpa(prob):
@@ -171,6 +172,7 @@ def _reference_scores(kind: str, attn, q, k) -> torch.Tensor:
     raise AssertionError(kind)
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("kind", ["none", "dot", "scaled_dot", "general", "additive"])
 @SETTINGS
 @given(problems())
@@ -189,6 +191,7 @@ def test_single_head_matches_float64_formula(kind, prob):
     torch.testing.assert_close(ctx.double(), ctx_ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.cpu_sensitive
 def test_additive_chunked_and_fast_tanh_at_realistic_size(monkeypatch):
     """float32 (fast tanh, several chunks) vs the float64 formula at A=512."""
     monkeypatch.setattr(attention_mod, "ADDITIVE_CHUNK_ELEMENTS", 3 * 7 * 512 * 2)
@@ -256,6 +259,7 @@ def _torch_mha(E, heads, kdim, vdim, batch_first, seed=0, bias=True):
     return mha.eval()
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("batch_first", [True, False])
 @SETTINGS
 @given(prob=problems(), heads=st.sampled_from([1, 2, 4]), same=st.booleans(),

@@ -21,6 +21,8 @@ from seqlab.translate.train import train_translator
 from test_cli_translate import invoke
 from test_translate_train import MODEL, cfgs, write_corpus
 
+pytestmark = pytest.mark.cpu_sensitive   # bfloat16 kernels differ between instruction sets
+
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
 
 

@@ -31,6 +31,8 @@ import click
 import torch
 from torch import Tensor, nn
 
+from seqlab.cli.options import device_option
+from seqlab.device import model_device, resolve_device, to_device
 from seqlab.errors import UserError
 from seqlab.io import save_safetensors_atomic
 from seqlab.nn import LSTM, LSTMGates
@@ -70,6 +72,7 @@ class MemoryTaskConfig:
     batch_size: int = 256
     lr: float = 1e-2
     seed: int = 0
+    device: str = "cpu"  # where it trains; the gates are recorded on the CPU
 
 
 def memory_task_batch(n: int, T: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -93,20 +96,22 @@ def train_memory_task(cfg: MemoryTaskConfig) -> tuple[LSTM, nn.Linear, float]:
     """Train LSTM(3, H) + linear read-out on the memory task; returns them and the last loss."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    lstm = LSTM(3, cfg.hidden_size, batch_first=True)
-    head = nn.Linear(cfg.hidden_size, 1)
+    device = resolve_device(cfg.device)
+    lstm = LSTM(3, cfg.hidden_size, batch_first=True).to(device)
+    head = nn.Linear(cfg.hidden_size, 1).to(device)
     opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=cfg.lr)
     loss = torch.tensor(math.nan)
     with _one_thread():
         for _ in range(cfg.train_steps):
-            x, recall, target = memory_task_batch(cfg.batch_size, cfg.steps, gen)
+            x, recall, target = to_device(memory_task_batch(cfg.batch_size, cfg.steps, gen),
+                                          device)
             out, _ = lstm(x)  # (B, T, H)
-            pred = head(out[torch.arange(cfg.batch_size), recall]).squeeze(1)
+            pred = head(out[torch.arange(cfg.batch_size, device=device), recall]).squeeze(1)
             loss = ((pred - target) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return lstm, head, float(loss.detach())
+    return lstm.cpu(), head.cpu(), float(loss.detach())
 
 
 def builtin_memory_run(cfg: MemoryTaskConfig | None = None) -> GatesRun:
@@ -228,19 +233,22 @@ def load_lstm_weights(path: Path) -> tuple[LSTM, dict[str, str]]:
 
 
 def _train_next_step(x: Tensor, target: Tensor, out_size: int, hidden_size: int, steps: int,
-                     seed: int, classify: bool) -> LSTM:
-    """Fit LSTM + linear head to predict the next step; x: (T, I), target: (T,) -> LSTM."""
+                     seed: int, classify: bool, device: str = "cpu") -> LSTM:
+    """Fit LSTM + linear head to predict the next step; x: (T, I), target: (T,) -> LSTM (on
+    the CPU, trained on `device`)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     T = x.shape[0]
     window = min(T, 64)
-    lstm = LSTM(x.shape[1], hidden_size, batch_first=True)
-    head = nn.Linear(hidden_size, out_size)
+    dev = resolve_device(device)
+    x, target = x.to(dev), target.to(dev)
+    lstm = LSTM(x.shape[1], hidden_size, batch_first=True).to(dev)
+    head = nn.Linear(hidden_size, out_size).to(dev)
     opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-2)
     with _one_thread():
         for _ in range(steps):
             starts = torch.randint(0, T - window + 1, (16,), generator=gen)
-            idx = starts[:, None] + torch.arange(window)[None, :]  # (16, window)
+            idx = (starts[:, None] + torch.arange(window)[None, :]).to(dev)  # (16, window)
             out, _ = lstm(x[idx])
             pred = head(out)
             if classify:
@@ -251,12 +259,13 @@ def _train_next_step(x: Tensor, target: Tensor, out_size: int, hidden_size: int,
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return lstm
+    return lstm.cpu()
 
 
 def user_run(text: str | None, csv_path: Path | None, column: str | None,
              weights: Path | None, hidden_size: int, train_steps: int, seed: int,
-             max_steps: int, save_weights: Path | None) -> tuple[GatesRun, LSTM]:
+             max_steps: int, save_weights: Path | None, device: str = "cpu"
+             ) -> tuple[GatesRun, LSTM]:
     """Encode the user's sequence, get an LSTM (load or train), record the gates."""
     metadata: dict[str, str] = {}
     lstm = None
@@ -283,7 +292,7 @@ def user_run(text: str | None, csv_path: Path | None, column: str | None,
                 raise UserError("--text: need at least 2 characters to train on (or give "
                                 "--weights)")
             lstm = _train_next_step(x[:-1], ids[1:], len(alphabet), hidden_size, train_steps,
-                                    seed, classify=True)
+                                    seed, classify=True, device=device)
     else:
         assert csv_path is not None
         values = read_csv_column(csv_path, column)
@@ -299,7 +308,7 @@ def user_run(text: str | None, csv_path: Path | None, column: str | None,
                 raise UserError(f"--csv: {csv_path} needs at least 2 values to train on (or "
                                 "give --weights)")
             lstm = _train_next_step(x[:-1], x[1:, 0], 1, hidden_size, train_steps, seed,
-                                    classify=False)
+                                    classify=False, device=device)
     if x.shape[1] != lstm.input_size:
         raise UserError(f"--weights: the LSTM expects input_size={lstm.input_size}, but "
                         f"{source} gives {x.shape[1]} input features per step")
@@ -323,7 +332,7 @@ def user_run(text: str | None, csv_path: Path | None, column: str | None,
 # ----------------------------------------------------------------------------- trained models
 
 def model_run(model_dir: Path, text: str | None, csv_path: Path | None, start: int,
-              max_steps: int) -> GatesRun:
+              max_steps: int, device: str = "cpu") -> GatesRun:
     """The encoder gates of a trained seqlab model: a series autoencoder run (over one window
     of --csv, from --start) or a translator run (over the subword pieces of --text)."""
     cfg_path = model_dir / "config.json"
@@ -341,7 +350,7 @@ def model_run(model_dir: Path, text: str | None, csv_path: Path | None, start: i
         if csv_path is None or text is not None:
             raise UserError("--model: a series autoencoder reads a CSV; give --csv FILE "
                             "(and --start INDEX for the window)")
-        est = SeriesAutoencoder.load(model_dir)
+        est = SeriesAutoencoder.load(model_dir, device=str(resolve_device(device)))
         data = est.read_data(csv_path)
         if not 0 <= start <= len(data.values) - est.window:
             raise UserError(f"--start: {start} leaves no full window of {est.window} points in "
@@ -352,7 +361,7 @@ def model_run(model_dir: Path, text: str | None, csv_path: Path | None, start: i
         title = (f"Encoder gates of the series autoencoder {model_dir.name} over points "
                  f"{start}-{start + est.window - 1} of {csv_path.name} (window {est.window}, "
                  f"H={gates.f.shape[-1]})")
-        return GatesRun(gates, title, None, inputs)
+        return GatesRun(_on_cpu(gates), title, None, inputs)
 
     from seqlab.translate.api import Translator
 
@@ -360,18 +369,25 @@ def model_run(model_dir: Path, text: str | None, csv_path: Path | None, start: i
         raise UserError("--model: a translator reads a sentence; give --text \"...\"")
     if not text.strip():
         raise UserError("--text: empty sentence; give at least one word")
-    tr = Translator.load(model_dir)
+    tr = Translator.load(model_dir, device=device)
     pieces = tr.tok.src.encode_pieces([text])[0][:max_steps]
     ids = tr.tok.src.encode([text])[0][:max_steps]
     if tr.src_eos and len(ids) < max_steps:
         ids, pieces = ids + [tr.tok.src.eos_id], pieces + ["</s>"]
-    src = torch.tensor([ids])                                               # (1, S)
+    src = torch.tensor([ids], device=model_device(tr.model))               # (1, S)
     with torch.no_grad():
         emb = tr.model.src_embed(src)                                       # (1, S, E)
         _, _, gates = tr.model.encoder(emb, return_gates=True)
     title = (f"Encoder gates of the translator {model_dir.name} over {text[:40]!r} "
              f"({len(ids)} subword steps, H={gates.f.shape[-1]}, --direction 1 = right-to-left)")
-    return GatesRun(gates, title, pieces)
+    return GatesRun(_on_cpu(gates), title, pieces)
+
+
+def _on_cpu(gates: LSTMGates) -> LSTMGates:
+    """A record made on a GPU, copied to the CPU for drawing."""
+    values = gates.as_dict()
+    return LSTMGates(*(values[k].cpu() for k in ("f", "i", "g", "o", "c", "h")),
+                     lengths=gates.lengths)
 
 
 # ----------------------------------------------------------------------------- command
@@ -405,10 +421,11 @@ def model_run(model_dir: Path, text: str | None, csv_path: Path | None, start: i
                    "translator: with --text): draw its encoder's gates.")
 @click.option("--start", type=click.IntRange(0), default=0, show_default=True,
               help="With --model RUN --csv FILE: first point of the window to draw.")
+@device_option("cpu", " Training and --model runs; the gates are drawn from the CPU.")
 def gates(text: str | None, csv_path: Path | None, column: str | None, weights: Path | None,
           units: str | None, output: Path, layer: int, direction: int, hidden_size: int,
           train_steps: int, max_steps: int, seed: int, save_weights: Path | None,
-          model_dir: Path | None, start: int) -> None:
+          model_dir: Path | None, start: int, device: str) -> None:
     """Draw an LSTM's gates over time (forget, input, cell update, output; C and h).
 
     With no input, trains a tiny LSTM on a built-in remember-until-recall task and draws it.
@@ -426,14 +443,14 @@ def gates(text: str | None, csv_path: Path | None, column: str | None, weights: 
         if weights is not None or column is not None:
             raise UserError("--model: the run directory fixes the weights and columns; drop "
                             "--weights/--column")
-        run = model_run(model_dir, text, csv_path, start, max_steps)
+        run = model_run(model_dir, text, csv_path, start, max_steps, device)
     elif text is None and csv_path is None:
         if weights is not None:
             raise UserError("--weights: also give the input to run them on (--text or --csv)")
-        run = builtin_memory_run()
+        run = builtin_memory_run(MemoryTaskConfig(device=device))
     else:
         run, _ = user_run(text, csv_path, column, weights, hidden_size, train_steps, seed,
-                          max_steps, save_weights)
+                          max_steps, save_weights, device)
     L, D, _, _, H = run.gates.f.shape
     if not 0 <= layer < L:
         raise UserError(f"--layer: {layer} out of range; the LSTM has {L} layer(s)")
