@@ -74,6 +74,17 @@ def test_capabilities_agree_with_each_other() -> None:
 
 
 @pytest.mark.cpu_sensitive
+def test_the_lstm_kernel_probe_answers_the_same_inside_no_grad_and_inference_mode() -> None:
+    want = fused_lstm_supports(torch.bfloat16)
+    fused_lstm_supports.cache_clear()
+    with torch.inference_mode():
+        assert fused_lstm_supports(torch.bfloat16) == want
+    fused_lstm_supports.cache_clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fused_lstm_supports(torch.bfloat16) == want
+
+
+@pytest.mark.cpu_sensitive
 def test_auto_precision_picks_bf16_on_a_cpu_only_where_it_is_native() -> None:
     got = resolve_precision("auto", "cpu")
     assert got == ("bf16" if cpu_native_bf16() else "fp32")

@@ -141,17 +141,19 @@ def fused_lstm_supports(dtype: torch.dtype) -> bool:
     """
     from torch import _VF
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 2, 4, generator=g)                          # (T, B, I)
-    weights = [torch.randn(8, 4, generator=g, requires_grad=True),  # (4H, I), (4H, H)
-               torch.randn(8, 2, generator=g, requires_grad=True)]
-    h0 = torch.zeros(1, 2, 2)                                      # (L, B, H)
-    try:
-        with torch.autocast("cpu", dtype=dtype):
-            out = _VF.lstm(x, (h0, h0), weights, False, 1, 0.0, True, False, False)[0]
-        out.float().sum().backward()
-    except RuntimeError:
-        return False
+    # the first call may come from inside no_grad / inference_mode (decoding): probe with grad
+    with torch.inference_mode(False), torch.enable_grad():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, 2, 4, generator=g)                          # (T, B, I)
+        weights = [torch.randn(8, 4, generator=g, requires_grad=True),  # (4H, I), (4H, H)
+                   torch.randn(8, 2, generator=g, requires_grad=True)]
+        h0 = torch.zeros(1, 2, 2)                                      # (L, B, H)
+        try:
+            with torch.autocast("cpu", dtype=dtype):
+                out = _VF.lstm(x, (h0, h0), weights, False, 1, 0.0, True, False, False)[0]
+            out.float().sum().backward()
+        except RuntimeError:
+            return False
     return True
 
 

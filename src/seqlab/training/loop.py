@@ -97,7 +97,7 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 1234
     threads: int | None = None
-    precision: str = "fp32"            # fp32 | bf16 | fp16 (CUDA) | auto: the training step's
+    precision: str = "fp32"            # fp32 | bf16 | fp16 (CUDA) | auto: the step's arithmetic
     device: str = "auto"               # auto | cpu | cuda[:N] | mps
 
     def __post_init__(self) -> None:
