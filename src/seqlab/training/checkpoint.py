@@ -33,24 +33,29 @@ LOG_FILE = "train_log.jsonl"
 # ---- model weights ------------------------------------------------------------------------
 
 
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict without tied duplicates (safetensors refuses shared storage), on the CPU:
-    a run trained on a GPU loads anywhere."""
+def _untied(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without tied duplicates (safetensors refuses shared storage)."""
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for name, t in model.state_dict().items():
         if t.data_ptr() in seen and t.numel() > 0:
             continue
         seen.add(t.data_ptr())
-        out[name] = t.detach().cpu()
+        out[name] = t
     return out
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without tied duplicates, on the CPU: a run trained on a GPU loads
+    anywhere."""
+    return {name: t.detach().cpu() for name, t in _untied(model).items()}
 
 
 def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
                        where: str) -> None:
     """Load weights saved by `model_tensors`; a mismatch is a one-line UserError."""
     own = model.state_dict()
-    tied = set(own) - set(model_tensors(model))
+    tied = set(own) - set(_untied(model))
     missing = sorted(set(own) - set(tensors) - tied)
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
