@@ -84,7 +84,7 @@ class Memory(NamedTuple):
 # From this many rows on, MKL's sgemm gives each row the same bits whatever the operand layout
 # (nn.Linear's x @ W^T view vs a contiguous W^T) and whichever rows are multiplied together
 # (a lookup in a precomputed (V, 4H) table vs a matmul of the looked-up embeddings); with 1-3
-# rows it takes another kernel. Measured for 1..400 rows with torch 2.13 CPU on AMD Zen 4.
+# rows it takes another kernel. Measured for 1..400 rows with torch 2.13's CPU build (MKL).
 _SAME_BITS_MIN_ROWS = 4
 # The masked softmax over >= 16 source positions (the AVX-512 float width) runs a vectorised
 # kernel, over fewer a scalar one; each gives a row the same bits however much masked padding
