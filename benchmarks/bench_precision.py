@@ -17,7 +17,10 @@ same seed and schedule) is in results/translate_multi30k.json, entry "en-fr+bf16
     .venv/bin/python benchmarks/bench_precision.py                  # Multi30k en->fr, 1 thread
     .venv/bin/python benchmarks/bench_precision.py --threads 2 --rounds 3
 
-Writes benchmarks/results/precision_cpu.json (or --out).
+Writes benchmarks/results/precision_cpu.json (or --out), with the CPU's capabilities
+(seqlab.device.capabilities: instruction set, native bfloat16, oneDNN's bf16 LSTM) and what
+`--precision auto` picks on it. On a CPU without bfloat16 instructions the bf16 steps are
+expected to be slower (emulated bfloat16; the LSTM kernel falls back to float32).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 import torch
 
 from _common import REPO, machine_info, write_results
-from seqlab.training.loop import autocast
+from seqlab.device import autocast, capabilities, resolve_precision
 from seqlab.translate.batching import collate, make_batches
 from seqlab.translate.model import Seq2Seq, TranslatorConfig
 from seqlab.translate.tokenizer import TokenizerPair
@@ -74,7 +77,7 @@ def main() -> None:
         b = collate(src, tgt, rows, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id,
                     src_eos=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        with autocast(model, precision):
+        with autocast("cpu", precision):
             loss, n = model.loss(b.src, b.src_lengths, b.src_mask, b.tgt_in, b.tgt_out)
         (loss / n).backward()
         opt.step()
@@ -110,9 +113,12 @@ def main() -> None:
         print(f"| {prec} | {med[prec]['wall']:.0f} | {med[prec]['cpu']:.0f} |")
     print(f"| bf16 / fp32 | {ratio['wall']:.2f}x | {ratio['cpu']:.2f}x |")
     print(f"mean relative loss difference on the same batches: {statistics.mean(loss_diff):.2e}")
+    print(f"--precision auto picks {resolve_precision('auto', 'cpu')} on this CPU "
+          f"({capabilities()['cpu_capability']})")
     record = {
         "benchmark": "precision_cpu",
         "machine": machine_info(threads=args.threads, load_average=os.getloadavg()),
+        "capabilities": capabilities(), "auto_picks": resolve_precision("auto", "cpu"),
         "setup": {"corpus": "multi30k en-fr (train)", "pairs": len(src), "model": MODEL,
                   "attention": args.attention, "batches": args.batches, "rounds": args.rounds,
                   "batch_tokens": 4096, "num_parameters": model.num_parameters(),

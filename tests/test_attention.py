@@ -136,6 +136,7 @@ def test_causal_mask_all_steps(kind):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.cpu_sensitive
 @SETTINGS
 @given(problems(same_dims=True))
 def test_scaled_dot_matches_torch_sdpa(prob):
@@ -160,6 +161,7 @@ FAST_VS_REFERENCE_TOL = {torch.float32: dict(w=(2e-6, 1e-5), ctx=(1e-5, 1e-5)),
                          torch.float64: dict(w=(1e-12, 1e-10), ctx=(1e-12, 1e-10))}
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kind", ["none", "dot", "scaled_dot", "general", "additive"])
 @SETTINGS
@@ -181,6 +183,7 @@ def test_single_head_matches_float64_reference(kind, dtype, prob):
     torch.testing.assert_close(w1.double(), w_ref[:, -1], atol=tol["w"][0], rtol=tol["w"][1])
 
 
+@pytest.mark.cpu_sensitive
 def test_additive_chunked_and_fast_tanh_at_realistic_size(monkeypatch):
     """float32 (fast tanh, several chunks) vs the float64 formula at A=512."""
     monkeypatch.setattr(attention_mod, "ADDITIVE_CHUNK_ELEMENTS", 3 * 7 * 512 * 2)
@@ -247,6 +250,7 @@ def _torch_mha(E, heads, kdim, vdim, batch_first, seed=0, bias=True):
     return mha.eval()
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("batch_first", [True, False])
 @SETTINGS
 @given(prob=problems(), heads=st.sampled_from([1, 2, 4]), same=st.booleans(),

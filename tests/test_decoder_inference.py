@@ -48,6 +48,7 @@ def plain_step(m: Seq2Seq, *args):
         m.decoder.eval()
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("attention", ["additive", "dot", "general", "multihead", "none"])
 @pytest.mark.parametrize("rows", [1, 3, 4, 9, 70])
 def test_inference_step_equals_plain_step(attention, rows):
@@ -109,6 +110,7 @@ def batches(m: Seq2Seq, specs):
     return out, ref
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("max_rows", [1, 5, 16])
 def test_greedy_stream_equals_greedy_per_batch(max_rows):
     m = model(seed=1)

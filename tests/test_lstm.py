@@ -53,6 +53,7 @@ def lstm_cases(draw):
     }
 
 
+@pytest.mark.cpu_sensitive
 @settings(max_examples=60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(case=lstm_cases())
@@ -195,6 +196,7 @@ def test_seeded_init_equals_torch():
         assert n1 == n2 and torch.equal(p1, p2)
 
 
+@pytest.mark.cpu_sensitive
 def test_load_state_dict_both_ways():
     kw = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True, batch_first=True)
     ours, ref = LSTM(**kw), torch.nn.LSTM(**kw)
@@ -222,6 +224,7 @@ def test_dropout_only_in_training(gates):
     assert (train_out - eval_out).abs().max() > 1e-3  # dropout acted between layers
 
 
+@pytest.mark.cpu_sensitive
 def test_padding_never_changes_real_positions():
     torch.manual_seed(1)
     lstm = LSTM(2, 3, num_layers=2, bidirectional=True, batch_first=True)
@@ -322,6 +325,7 @@ def test_record_gates_inside_a_bigger_model():
         pass
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cell_matches_torch(dtype):
     torch.manual_seed(4)
@@ -342,6 +346,7 @@ def test_cell_matches_torch(dtype):
     assert h1.shape == (5,) and torch.allclose(h1, ref(x[0].detach())[0], atol=1e-6)
 
 
+@pytest.mark.cpu_sensitive
 def test_unbatched_input_like_torch():
     torch.manual_seed(5)
     ref = torch.nn.LSTM(2, 3, num_layers=2)

@@ -88,6 +88,7 @@ def test_bad_embedding_is_a_one_line_error(fitted):
         est.set_params(embedding="latent")
 
 
+@pytest.mark.cpu_sensitive
 def test_pooled_embeddings_classify_held_out_samples():
     X, y = _two_class(160, seed=0)
     X_tr, y_tr, X_te, y_te = X[:80], y[:80], X[80:], y[80:]

@@ -83,6 +83,7 @@ def test_quantile_threshold_from_normal_data(fitted):
     assert np.mean(s > est.threshold_) <= 1 - est.threshold_quantile + 1e-9
 
 
+@pytest.mark.cpu_sensitive
 def test_fit_is_reproducible_with_a_seed():
     x = _sine(200)
     a = SeriesAutoencoder(**SMALL).fit(x)
@@ -112,6 +113,7 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path, threshold):
     np.testing.assert_array_equal(back.score_samples(x[["b", "a"]]), est.score_samples(x))
 
 
+@pytest.mark.cpu_sensitive
 def test_an_injected_spike_in_a_sine_is_detected():
     train = _sine(800, period=25, noise=0.03)
     test = _sine(600, period=25, noise=0.03, seed=1)

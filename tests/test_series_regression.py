@@ -86,6 +86,7 @@ def test_regression_errors_come_from_the_neighbouring_windows(fitted):
     np.testing.assert_allclose(errors[:, 1], reg[:, 0])
 
 
+@pytest.mark.cpu_sensitive
 def test_a_missing_cycle_is_flagged(fitted):
     est, x = fitted
     y = x.copy()

@@ -131,6 +131,7 @@ def spike_case():
     return est.fit(train), train, test
 
 
+@pytest.mark.cpu_sensitive
 def test_estimator_dynamic_threshold_finds_the_spike(spike_case, tmp_path):
     est, train, test = spike_case
     assert est.smoothing_ == 12 and est.prune_ == pytest.approx(0.13)
@@ -150,6 +151,7 @@ def test_estimator_dynamic_threshold_finds_the_spike(spike_case, tmp_path):
     assert back.threshold_ == est.threshold_ and back.detect_events(test) == events
 
 
+@pytest.mark.cpu_sensitive
 def test_estimator_sigma_threshold_and_options(spike_case):
     est, train, test = spike_case
     sig = SeriesAutoencoder(**dict(est.get_params(), threshold="sigma"))

@@ -20,6 +20,7 @@ def test_light_tails_keep_mean_plus_4_std_heavy_tails_take_the_maximum():
     assert sigma_max_threshold(recurring) == 40.0
 
 
+@pytest.mark.cpu_sensitive
 def test_estimator_sigma_max_never_flags_its_normal_data():
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)

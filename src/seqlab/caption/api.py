@@ -26,6 +26,7 @@ import torch
 from seqlab.caption.data import CaptionDataset, load_image, to_rgb
 from seqlab.caption.encoder import images_to_tensor
 from seqlab.caption.model import CaptionerConfig, CaptionModel
+from seqlab.device import model_device, resolve_device
 from seqlab.errors import UserError
 from seqlab.translate.tokenizer import SubwordTokenizer, TokenizerPair
 
@@ -99,7 +100,7 @@ def caption_tensor(model: CaptionModel, tok: SubwordTokenizer, images: torch.Ten
     out: list[Caption] = []
     try:
         for start in range(0, images.size(0), batch_size):
-            chunk = images[start:start + batch_size]
+            chunk = images[start:start + batch_size].to(model_device(model))
             res = model.generate(chunk, num_beams=num_beams, max_new_tokens=max_new_tokens,
                                  length_penalty=length_penalty,
                                  num_return_sequences=num_return_sequences,
@@ -116,7 +117,7 @@ def caption_tensor(model: CaptionModel, tok: SubwordTokenizer, images: torch.Ten
                               else np.zeros((0, G, G), np.float32))
                     c.attention = att_np
                     c.words, c.word_attention = merge_pieces(c.tokens, att_np, tok, best.tokens)
-                    c.image = (chunk[row].permute(1, 2, 0) * 255).round().byte().numpy()
+                    c.image = (chunk[row].permute(1, 2, 0) * 255).round().byte().cpu().numpy()
                 out.append(c)
         return out
     finally:
@@ -152,9 +153,12 @@ class Captioner:
         return self.model.cfg.image_size
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> Captioner:
+    def load(cls, run_dir: str | Path, checkpoint: str = "best",
+             device: str | torch.device = "auto") -> Captioner:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the last
-        checkpoint ("last"). Anything missing, corrupt or mismatched -> one-line UserError."""
+        checkpoint ("last"), onto `device` ("auto": cuda, else mps, else cpu; a run trained on
+        any device loads on any other). Anything missing, corrupt or mismatched -> one-line
+        UserError."""
         from seqlab.caption.train import read_caption_run_config
         from seqlab.training.checkpoint import CONFIG_FILE, load_run_weights
 
@@ -167,7 +171,7 @@ class Captioner:
                             f"match the model's {mcfg.vocab_size}")
         model = CaptionModel(mcfg)
         load_run_weights(model, run, checkpoint)
-        return cls(model, tok, cfg, run)
+        return cls(model.to(resolve_device(device)), tok, cfg, run)
 
     def _pixels(self, images: Sequence[ImageLike]) -> np.ndarray:
         from PIL import Image

@@ -32,6 +32,7 @@ import torch
 from seqlab.caption.data import CaptionDataset, CaptionSplits, read_caption_folder, split_dataset
 from seqlab.caption.encoder import images_to_tensor
 from seqlab.caption.model import CaptionerConfig, CaptionModel
+from seqlab.device import model_device, to_device
 from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, read_run_config, seed_everything
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 from seqlab.translate.batching import make_batches
@@ -165,7 +166,7 @@ def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None
             imgs = images[torch.tensor([train_idx[i] for i in rows])]     # (B, 3, S, S)
             tgt_in, tgt_out = pad_captions([cap_ids[i] for i in rows], mcfg.pad_id,
                                            mcfg.bos_id, mcfg.eos_id)
-            return m.loss(imgs, tgt_in, tgt_out)
+            return m.loss(*to_device((imgs, tgt_in, tgt_out), model_device(m)))
 
         def evaluate(m: CaptionModel) -> float | None:
             from seqlab.caption.api import caption_tensor

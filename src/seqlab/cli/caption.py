@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import decay_steps_option, precision_option
+from seqlab.cli.options import decay_steps_option, device_option, precision_option
 from seqlab.errors import UserError
 
 
@@ -48,12 +48,13 @@ def caption() -> None:
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 @precision_option
+@device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps: int | None,
           decay_steps: int | None, attention: str, vocab_size: int, image_size: int,
           batch_size: int, lr: float, eval_every: int, seed: int, threads: int | None,
-          precision: str | None, resume: bool, no_progress: bool) -> None:
+          precision: str | None, device: str | None, resume: bool, no_progress: bool) -> None:
     """Train a captioner, then report BLEU/chrF/exact match on the held-out test images."""
     from seqlab.caption.api import Captioner
     from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
@@ -63,21 +64,22 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
     if resume:
         overrides = {k: v for k, v in (("time_budget_min", minutes), ("max_steps", max_steps),
                                        ("decay_steps", decay_steps),
-                                       ("precision", precision)) if v is not None}
+                                       ("precision", precision), ("device", device))
+                     if v is not None}
         summary = train_captioner(out_dir, resume=True, overrides=overrides,
                                   progress=not no_progress, echo=click.echo)
     else:
         tcfg = default_train_config(batch_size=batch_size, lr=lr, eval_every=eval_every,
                                     seed=seed, threads=threads, max_steps=max_steps,
                                     decay_steps=decay_steps or 0, time_budget_min=minutes,
-                                    precision=precision or "fp32")
+                                    precision=precision or "fp32", device=device or "auto")
         if data != "emoji":   # absolute, so `eval` finds the data from any directory
             data = str(Path(data).resolve())
         dcfg = CaptionDataConfig(data=data, split=split, split_seed=seed, vocab_size=vocab_size,
                                  image_size=image_size)
         summary = train_captioner(out_dir, model_cfg={"attention": attention}, train_cfg=tcfg,
                                   data_cfg=dcfg, progress=not no_progress, echo=click.echo)
-    cap = Captioner.load(out_dir)
+    cap = Captioner.load(out_dir, device=device or "auto")
     test = cap.test_split("test")
     if len(test):
         scores = cap.evaluate(test, num_beams=5)
@@ -93,15 +95,16 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
 @click.option("--attention-plot", type=click.Path(path_type=Path), default=None,
               help="Save the attention strip here (with several images: NAME_1.png, ...).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
+@device_option()
 def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Path | None,
-        as_json: bool) -> None:
+        as_json: bool, device: str) -> None:
     """Caption IMAGES with the model in RUN_DIR."""
     from seqlab.caption.api import Caption, Captioner
     from seqlab.caption.plots import plot_attention_strip
 
     if beams < 1:
         raise UserError(f"--beams must be >= 1, got {beams}")
-    cap = Captioner.load(run_dir)
+    cap = Captioner.load(run_dir, device=device)
     res = cap.caption(list(images), num_beams=beams, return_attention=True)
     for i, (path, c) in enumerate(zip(images, res, strict=True)):
         assert isinstance(c, Caption)
@@ -124,11 +127,12 @@ def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Pat
               show_default=True, help="Which of the run's held-out splits.")
 @click.option("--beams", type=int, default=5, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
-def evaluate(run_dir: Path, split_name: str, beams: int, limit: int | None) -> None:
+@device_option()
+def evaluate(run_dir: Path, split_name: str, beams: int, limit: int | None, device: str) -> None:
     """BLEU, chrF (sacreBLEU) and exact match on the run's held-out split."""
     from seqlab.caption.api import Captioner
 
-    cap = Captioner.load(run_dir)
+    cap = Captioner.load(run_dir, device=device)
     scores = cap.evaluate(cap.test_split(split_name), num_beams=beams, limit=limit)
     click.echo(f"{split_name} ({scores['n_images']} images, beam {beams}): "
                f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  "

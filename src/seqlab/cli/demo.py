@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from seqlab.cli.options import device_option
+
 
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"),
@@ -21,7 +23,8 @@ import click
               help="Training budget of the translator.")
 @click.option("--skip", multiple=True, type=click.Choice(["gates", "series", "translate"]),
               help="Leave out a part (repeatable).")
-def demo(out_dir: Path, minutes: float, skip: tuple[str, ...]) -> None:
+@device_option(help_extra=" For the translator (the gates and series parts are tiny: CPU).")
+def demo(out_dir: Path, minutes: float, skip: tuple[str, ...], device: str) -> None:
     """Run the built-in demo: gates, anomaly detection, translation with attention."""
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -42,7 +45,7 @@ def demo(out_dir: Path, minutes: float, skip: tuple[str, ...]) -> None:
         from seqlab.translate.api import run_translate_demo
 
         click.echo(f"== 3/3 English -> French with attention ({minutes:g} min of training) ==")
-        summary = run_translate_demo(out_dir / "translate", minutes=minutes)
+        summary = run_translate_demo(out_dir / "translate", minutes=minutes, device=device)
         for key, value in summary.items():
             click.echo(f"  {key}: {value}")
     click.echo(f"done in {time.perf_counter() - t0:.0f} s; everything is under {out_dir}/")

@@ -20,8 +20,16 @@ from pathlib import Path
 
 import click
 
+from seqlab.cli.options import device_option
 from seqlab.errors import UserError
-from seqlab.gates import FIGURE_SUFFIXES, builtin_memory_run, draw_run, sequence_run, trained_run
+from seqlab.gates import (
+    FIGURE_SUFFIXES,
+    MemoryTaskConfig,
+    builtin_memory_run,
+    draw_run,
+    sequence_run,
+    trained_run,
+)
 
 
 def parse_units(text: str | None) -> list[int] | None:
@@ -67,10 +75,11 @@ def parse_units(text: str | None) -> list[int] | None:
                    "translator: with --text): draw its encoder's gates.")
 @click.option("--start", type=click.IntRange(0), default=0, show_default=True,
               help="With --model RUN --csv FILE: first point of the window to draw.")
+@device_option("cpu", " Training and --model runs; the gates are drawn from the CPU.")
 def gates(text: str | None, csv_path: Path | None, column: str | None, weights: Path | None,
           units: str | None, output: Path, layer: int, direction: int, hidden_size: int,
           train_steps: int, max_steps: int, seed: int, save_weights: Path | None,
-          model_dir: Path | None, start: int) -> None:
+          model_dir: Path | None, start: int, device: str) -> None:
     """Draw an LSTM's gates over time (forget, input, cell update, output; C and h).
 
     With no input, trains a tiny LSTM on a built-in remember-until-recall task and draws it.
@@ -86,13 +95,13 @@ def gates(text: str | None, csv_path: Path | None, column: str | None, weights: 
         if weights is not None or column is not None:
             raise UserError("--model: the run directory fixes the weights and columns; drop "
                             "--weights/--column")
-        run = trained_run(model_dir, text, csv_path, start, max_steps)
+        run = trained_run(model_dir, text, csv_path, start, max_steps, device)
     elif text is None and csv_path is None:
         if weights is not None:
             raise UserError("--weights: also give the input to run them on (--text or --csv)")
-        run = builtin_memory_run()
+        run = builtin_memory_run(MemoryTaskConfig(device=device))
     else:
         run, _ = sequence_run(text, csv_path, column, weights, hidden_size, train_steps, seed,
-                              max_steps, save_weights)
+                              max_steps, save_weights, device)
     draw_run(run, output, layer=layer, direction=direction, units=unit_list)
     click.echo(f"wrote {output}")

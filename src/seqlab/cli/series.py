@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from seqlab.cli.group import UserErrorGroup
+from seqlab.cli.options import device_option
 from seqlab.errors import UserError
 from seqlab.io import atomic_path, save_figure_atomic
 
@@ -92,12 +93,14 @@ def _check_outputs(*paths: Path | None) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="torch threads [default: torch's]; 1 is often fastest for small models.")
+@device_option()
 def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, window: int,
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
             num_layers: int, dropout: float, reverse_target: bool, decoder_input: str,
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
             threshold_quantile: float, regression: float, season: str | None,
-            log_scale: str | None, missing: str, seed: int, threads: int | None) -> None:
+            log_scale: str | None, missing: str, seed: int, threads: int | None,
+            device: str) -> None:
     """Train on DATA (a CSV of normal behaviour) and save the model to --out."""
     from seqlab.series.estimator import SeriesAutoencoder
     from seqlab.series.io import read_series_csv
@@ -113,7 +116,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         val_fraction=val_fraction, threshold=threshold, threshold_quantile=threshold_quantile,
         missing=missing, seed=seed, verbose=True, score_stride=score_stride,
         num_threads=threads, regression=regression, season=season,
-        log_scale=log_scale)
+        log_scale=log_scale, device=device)
     try:
         est._check_params()   # option combinations, before any training
     except ValueError as err:
@@ -139,10 +142,10 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
     click.echo(f"saved {out_dir}/model.safetensors and {out_dir}/config.json")
 
 
-def _load_for(run: Path, data: Path, label_column: str | None = None):
+def _load_for(run: Path, data: Path, label_column: str | None = None, device: str = "auto"):
     from seqlab.series.estimator import SeriesAutoencoder
 
-    est = SeriesAutoencoder.load(run)
+    est = SeriesAutoencoder.load(run, device=device)
     series_data = est.read_data(data, extra_columns=[label_column] if label_column else [])
     if label_column and label_column in series_data.columns:
         raise UserError(f"{data}: label column {label_column!r} is one of the model's inputs")
@@ -165,9 +168,10 @@ def _load_for(run: Path, data: Path, label_column: str | None = None):
 @click.option("--calibrate", is_flag=True,
               help="LABELLED calibration: set the threshold to the best point-F1 one against "
                    "--label-column (uses ground truth; reported as such; RUN is not changed).")
+@device_option()
 def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               plot_path: Path | None, min_gap: int | None, label_column: str | None,
-              calibrate: bool) -> None:
+              calibrate: bool, device: str) -> None:
     """Score DATA with the model in RUN: per-point anomaly scores, flags and events."""
     from seqlab.series.plots import plot_anomalies
     from seqlab.series.scoring import event_peaks
@@ -175,7 +179,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     _check_outputs(output, events_path, plot_path)
     if calibrate and not label_column:
         raise UserError("--calibrate needs --label-column (the known anomalies to calibrate on)")
-    est, sd = _load_for(run, data, label_column)
+    est, sd = _load_for(run, data, label_column, device)
     scores = est.score_samples(sd)                                           # (N,)
     if calibrate:
         from seqlab.series.scoring import calibrated_threshold
@@ -239,13 +243,14 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               help="latent: the bottleneck z; states: the encoder's final h and c of every "
                    "layer; pooled: mean and max over time of the encoder's states (best for "
                    "classifying shapes) [default: the model's setting].")
+@device_option()
 def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path: Path | None,
-              label_column: str | None, embedding: str | None) -> None:
+              label_column: str | None, embedding: str | None, device: str) -> None:
     """Feature vectors of the windows of DATA (the autoencoder's latent unless --embedding)."""
     from seqlab.series.plots import plot_embeddings
 
     _check_outputs(output, plot_path)
-    est, sd = _load_for(run, data, label_column)
+    est, sd = _load_for(run, data, label_column, device)
     if stride is not None:
         est.stride = stride
     if embedding is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from seqlab.cli.options import decay_steps_option, precision_option
+from seqlab.cli.options import decay_steps_option, device_option, precision_option
 from seqlab.errors import UserError
 
 ATTENTION_KINDS = ["none", "additive", "dot", "general", "scaled_dot", "multihead"]
@@ -80,6 +80,7 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 @precision_option
+@device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--skip-bad-lines", is_flag=True, help="Count and skip malformed corpus lines.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str | None,
@@ -89,7 +90,8 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
           time_budget: float | None, max_steps: int | None, decay_steps: int | None,
           max_epochs: int, eval_every: int,
           eval_sentences: int, patience: int, seed: int, threads: int | None,
-          precision: str | None, skip_bad_lines: bool, quiet: bool) -> None:
+          precision: str | None, device: str | None, skip_bad_lines: bool,
+          quiet: bool) -> None:
     """Train a translator on a corpus (or continue one with --resume)."""
     from seqlab.translate.train import DataConfig, TrainConfig, train_translator
 
@@ -103,6 +105,8 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
             overrides["decay_steps"] = decay_steps
         if precision is not None:
             overrides["precision"] = precision
+        if device is not None:
+            overrides["device"] = device
         summary = train_translator(out_dir, resume=True, overrides=overrides,
                                    progress=not quiet, echo=echo)
     else:
@@ -116,7 +120,7 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
                                 max_epochs=max_epochs, time_budget_min=time_budget,
                                 eval_every=eval_every, eval_sentences=eval_sentences,
                                 patience=patience, seed=seed, threads=threads,
-                                precision=precision or "fp32")
+                                precision=precision or "fp32", device=device or "auto")
         data_cfg = DataConfig(corpus=_corpus_arg(corpus), src_lang=src_lang, tgt_lang=tgt_lang,
                               data_dir=data_dir, vocab_size=vocab_size, max_len=max_len,
                               skip_bad_lines=skip_bad_lines)
@@ -168,9 +172,10 @@ def _plot_path(base: Path, i: int, n: int) -> Path:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--attention-plot", type=click.Path(dir_okay=False), default=None,
               help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...).")
+@device_option()
 def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_beams: int,
         length_penalty: float, max_new_tokens: int | None, n_best: int, batch_size: int,
-        attention_plot: str | None) -> None:
+        attention_plot: str | None, device: str) -> None:
     """Translate sentences with a trained run: RUN_DIR "I am cold." ..."""
     from seqlab.translate.api import Translator
 
@@ -178,7 +183,7 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
     if num_beams < 1 or not 1 <= n_best <= num_beams:
         raise UserError(f"--num-beams must be >= 1 and --n-best in 1..num-beams, got "
                         f"{num_beams} and {n_best}")
-    tr = Translator.load(run_dir)
+    tr = Translator.load(run_dir, device=device)
     res = tr.translate(texts, num_beams=num_beams, max_new_tokens=max_new_tokens,
                        length_penalty=length_penalty, return_attention=True,
                        batch_size=batch_size, num_return_sequences=n_best)
@@ -216,15 +221,16 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N sentences.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@device_option()
 def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
              num_beams: int, length_penalty: float, batch_size: int, limit: int | None,
-             as_json: bool) -> None:
+             as_json: bool, device: str) -> None:
     """Score a run on a corpus split: sacreBLEU BLEU and chrF (with signatures)."""
     from seqlab.translate.api import Translator
     from seqlab.translate.corpora import load_corpus
     from seqlab.translate.metrics import format_scores
 
-    tr = Translator.load(run_dir)
+    tr = Translator.load(run_dir, device=device)
     data = tr.config["data"]
     c = load_corpus(_corpus_arg(corpus) if corpus else data["corpus"], data["src_lang"],
                     data["tgt_lang"], data_dir=data_dir or data.get("data_dir"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from seqlab.device import resolve_device, to_device
 from seqlab.gates.record import GatesRun, draw_run, one_thread
 from seqlab.nn import LSTM
 
@@ -26,6 +27,7 @@ class MemoryTaskConfig:
     batch_size: int = 256
     lr: float = 1e-2
     seed: int = 0
+    device: str = "cpu"  # where it trains; the gates are recorded on the CPU
 
 
 def memory_task_batch(n: int, T: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -49,20 +51,22 @@ def train_memory_task(cfg: MemoryTaskConfig) -> tuple[LSTM, nn.Linear, float]:
     """Train LSTM(3, H) + linear read-out on the memory task; returns them and the last loss."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    lstm = LSTM(3, cfg.hidden_size, batch_first=True)
-    head = nn.Linear(cfg.hidden_size, 1)
+    device = resolve_device(cfg.device)
+    lstm = LSTM(3, cfg.hidden_size, batch_first=True).to(device)
+    head = nn.Linear(cfg.hidden_size, 1).to(device)
     opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=cfg.lr)
     loss = torch.tensor(math.nan)
     with one_thread():
         for _ in range(cfg.train_steps):
-            x, recall, target = memory_task_batch(cfg.batch_size, cfg.steps, gen)
+            x, recall, target = to_device(memory_task_batch(cfg.batch_size, cfg.steps, gen),
+                                          device)
             out, _ = lstm(x)  # (B, T, H)
-            pred = head(out[torch.arange(cfg.batch_size), recall]).squeeze(1)
+            pred = head(out[torch.arange(cfg.batch_size, device=device), recall]).squeeze(1)
             loss = ((pred - target) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return lstm, head, float(loss.detach())
+    return lstm.cpu(), head.cpu(), float(loss.detach())
 
 
 def builtin_memory_run(cfg: MemoryTaskConfig | None = None) -> GatesRun:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from seqlab.device import resolve_device
 from seqlab.errors import UserError
 from seqlab.gates.record import GatesRun, one_thread
 from seqlab.io import save_safetensors_atomic
@@ -92,8 +93,9 @@ def load_lstm_weights(path: Path) -> tuple[LSTM, dict[str, str]]:
 
 
 def train_next_step(x: Tensor, target: Tensor, out_size: int, hidden_size: int, steps: int,
-                    seed: int, classify: bool) -> LSTM:
-    """Fit LSTM + linear head to predict the next step; returns the LSTM.
+                    seed: int, classify: bool, device: str = "cpu") -> LSTM:
+    """Fit LSTM + linear head to predict the next step; returns the LSTM (on the CPU,
+    trained on `device`).
 
     x: (T, I) inputs; target: (T,) class ids (`classify`, `out_size` classes) or values.
     Trains on random windows of up to 64 steps, 16 per batch, Adam at 1e-2.
@@ -102,13 +104,15 @@ def train_next_step(x: Tensor, target: Tensor, out_size: int, hidden_size: int, 
     gen = torch.Generator().manual_seed(seed)
     T = x.shape[0]
     window = min(T, 64)
-    lstm = LSTM(x.shape[1], hidden_size, batch_first=True)
-    head = nn.Linear(hidden_size, out_size)
+    dev = resolve_device(device)
+    x, target = x.to(dev), target.to(dev)
+    lstm = LSTM(x.shape[1], hidden_size, batch_first=True).to(dev)
+    head = nn.Linear(hidden_size, out_size).to(dev)
     opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-2)
     with one_thread():
         for _ in range(steps):
             starts = torch.randint(0, T - window + 1, (16,), generator=gen)
-            idx = starts[:, None] + torch.arange(window)[None, :]  # (16, window)
+            idx = (starts[:, None] + torch.arange(window)[None, :]).to(dev)  # (16, window)
             out, _ = lstm(x[idx])
             pred = head(out)
             if classify:
@@ -119,12 +123,13 @@ def train_next_step(x: Tensor, target: Tensor, out_size: int, hidden_size: int, 
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return lstm
+    return lstm.cpu()
 
 
 def sequence_run(text: str | None, csv_path: Path | None, column: str | None,
                  weights: Path | None, hidden_size: int, train_steps: int, seed: int,
-                 max_steps: int, save_weights: Path | None) -> tuple[GatesRun, LSTM]:
+                 max_steps: int, save_weights: Path | None, device: str = "cpu"
+                 ) -> tuple[GatesRun, LSTM]:
     """Encode the sequence (`text`, else column `column` of `csv_path`), get an LSTM (load
     `weights` or train one), record its gates over the first `max_steps` steps; optionally
     save the LSTM to `save_weights`. Returns the run and the LSTM."""
@@ -172,7 +177,7 @@ def sequence_run(text: str | None, csv_path: Path | None, column: str | None,
                 raise UserError(f"--csv: {csv_path} needs at least 2 values to train on (or "
                                 "give --weights)")
             lstm = train_next_step(x[:-1], x[1:, 0], 1, hidden_size, train_steps, seed,
-                                   classify=False)
+                                   classify=False, device=device)
     if x.shape[1] != lstm.input_size:
         raise UserError(f"--weights: the LSTM expects input_size={lstm.input_size}, but "
                         f"{source} gives {x.shape[1]} input features per step")

@@ -6,33 +6,35 @@ from pathlib import Path
 
 import torch
 
+from seqlab.device import model_device, resolve_device
 from seqlab.errors import UserError
 from seqlab.gates.record import GatesRun
+from seqlab.nn import LSTMGates
 from seqlab.runs import run_kind
 
 
 def trained_run(run_dir: Path, text: str | None, csv_path: Path | None, start: int,
-                max_steps: int) -> GatesRun:
+                max_steps: int, device: str = "cpu") -> GatesRun:
     """The encoder gates of a series autoencoder run (over the window of `csv_path` that
     begins at point `start`) or of a translator run (over the subword pieces of `text`, at
     most `max_steps` of them)."""
     kind = run_kind(run_dir)
     if kind == "series":
-        return _series_run(run_dir, text, csv_path, start)
+        return _series_run(run_dir, text, csv_path, start, device)
     if kind == "translator":
-        return _translator_run(run_dir, text, csv_path, max_steps)
+        return _translator_run(run_dir, text, csv_path, max_steps, device)
     raise UserError(f"--model: {run_dir} is a {kind} run; gates are drawn for series "
                     "autoencoder and translator runs")
 
 
 def _series_run(run_dir: Path, text: str | None, csv_path: Path | None,
-                start: int) -> GatesRun:
+                start: int, device: str) -> GatesRun:
     from seqlab.series.estimator import SeriesAutoencoder
 
     if csv_path is None or text is not None:
         raise UserError("--model: a series autoencoder reads a CSV; give --csv FILE "
                         "(and --start INDEX for the window)")
-    est = SeriesAutoencoder.load(run_dir)
+    est = SeriesAutoencoder.load(run_dir, device=str(resolve_device(device)))
     data = est.read_data(csv_path)
     if not 0 <= start <= len(data.values) - est.window:
         raise UserError(f"--start: {start} leaves no full window of {est.window} points in "
@@ -43,26 +45,33 @@ def _series_run(run_dir: Path, text: str | None, csv_path: Path | None,
     title = (f"Encoder gates of the series autoencoder {run_dir.name} over points "
              f"{start}-{start + est.window - 1} of {csv_path.name} (window {est.window}, "
              f"H={gates.f.shape[-1]})")
-    return GatesRun(gates, title, None, inputs)
+    return GatesRun(_on_cpu(gates), title, None, inputs)
 
 
 def _translator_run(run_dir: Path, text: str | None, csv_path: Path | None,
-                    max_steps: int) -> GatesRun:
+                    max_steps: int, device: str) -> GatesRun:
     from seqlab.translate.api import Translator
 
     if text is None or csv_path is not None:
         raise UserError("--model: a translator reads a sentence; give --text \"...\"")
     if not text.strip():
         raise UserError("--text: empty sentence; give at least one word")
-    tr = Translator.load(run_dir)
+    tr = Translator.load(run_dir, device=device)
     pieces = tr.tok.src.encode_pieces([text])[0][:max_steps]
     ids = tr.tok.src.encode([text])[0][:max_steps]
     if tr.src_eos and len(ids) < max_steps:
         ids, pieces = ids + [tr.tok.src.eos_id], pieces + ["</s>"]
-    src = torch.tensor([ids])                                               # (1, S)
+    src = torch.tensor([ids], device=model_device(tr.model))               # (1, S)
     with torch.no_grad():
         emb = tr.model.src_embed(src)                                       # (1, S, E)
         _, _, gates = tr.model.encoder(emb, return_gates=True)
     title = (f"Encoder gates of the translator {run_dir.name} over {text[:40]!r} "
              f"({len(ids)} subword steps, H={gates.f.shape[-1]}, --direction 1 = right-to-left)")
-    return GatesRun(gates, title, pieces)
+    return GatesRun(_on_cpu(gates), title, pieces)
+
+
+def _on_cpu(gates: LSTMGates) -> LSTMGates:
+    """A record made on a GPU, copied to the CPU for drawing."""
+    values = gates.as_dict()
+    f, i, g, o, c, h = (values[k].cpu() for k in ("f", "i", "g", "o", "c", "h"))
+    return LSTMGates(f, i, g, o, c, h, lengths=gates.lengths)

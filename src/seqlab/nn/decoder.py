@@ -272,10 +272,12 @@ class AttentionDecoder(nn.Module):
     @staticmethod
     def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
         """Pick rows of the state: index (N',) into the batch."""
+        index = index.to(state.h.device)   # host-side bookkeeping may hold the index on the CPU
         return DecoderState(*(x.index_select(0, index) for x in state))
 
     def select_memory(self, memory: Memory, index: Tensor) -> Memory:
         """Pick memory rows: index (N',) into the batch (beam search drops finished sentences)."""
+        index = index.to(memory.values.device)
         cache = (memory.cache.index_select(index) if hasattr(memory.cache, "index_select")
                  else None)
         values = memory.values.index_select(0, index)

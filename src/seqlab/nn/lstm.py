@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -44,6 +44,7 @@ from torch import _VF, Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from seqlab.device import fused_lstm_supports
 from seqlab.nn.gates import (
     cell_state,
     cell_update,
@@ -558,9 +559,11 @@ class LSTM(nn.Module):
                 out, (h_n, c_n) = self._forward_packed(packed, (h0, c0), False)[:2]
                 out, _ = pad_packed_sequence(out, self.batch_first, total_length=T)
             else:
-                out, h_n, c_n = _VF.lstm(x, (h0, c0), self._flat_weights(), self.bias,
-                                         self.num_layers, self.dropout, self.training,
-                                         self.bidirectional, self.batch_first)
+                with self._fused_precision(x) as cast:
+                    out, h_n, c_n = _VF.lstm(cast(x), (cast(h0), cast(c0)),
+                                             self._flat_weights(), self.bias, self.num_layers,
+                                             self.dropout, self.training, self.bidirectional,
+                                             self.batch_first)
         else:
             xt = x.transpose(0, 1) if self.batch_first else x  # (T, B, I)
             if lengths is None:
@@ -582,9 +585,11 @@ class LSTM(nn.Module):
         if not record:
             if sorted_idx is not None:  # the kernel wants states in sorted-by-length order
                 h0, c0 = h0.index_select(1, sorted_idx), c0.index_select(1, sorted_idx)
-            data, h_n, c_n = _VF.lstm(packed.data, packed.batch_sizes, (h0, c0),
-                                      self._flat_weights(), self.bias, self.num_layers,
-                                      self.dropout, self.training, self.bidirectional)
+            with self._fused_precision(packed.data) as cast:
+                data, h_n, c_n = _VF.lstm(cast(packed.data), packed.batch_sizes,
+                                          (cast(h0), cast(c0)), self._flat_weights(), self.bias,
+                                          self.num_layers, self.dropout, self.training,
+                                          self.bidirectional)
             if unsorted_idx is not None:
                 h_n, c_n = h_n.index_select(1, unsorted_idx), c_n.index_select(1, unsorted_idx)
             out = PackedSequence(data, packed.batch_sizes, sorted_idx, unsorted_idx)
@@ -598,6 +603,21 @@ class LSTM(nn.Module):
         repacked = pack_padded_sequence(out, lengths, enforce_sorted=True)
         out = PackedSequence(repacked.data, repacked.batch_sizes, sorted_idx, unsorted_idx)
         return out, (h_n, c_n), gates
+
+    @contextlib.contextmanager
+    def _fused_precision(self, x: Tensor) -> Iterator[Callable[[Tensor], Tensor]]:
+        """The fused kernel's precision: autocast's, unless torch's CPU kernel cannot run in
+        autocast's dtype on this CPU (oneDNN's bfloat16 LSTM needs AVX-512 or newer); then
+        autocast is off for the kernel and it runs in the weights' precision (float32), like
+        the cell states always do. Yields the cast to apply to the kernel's inputs."""
+        dev = x.device.type
+        if (dev != "cpu" or not torch.is_autocast_enabled(dev)
+                or fused_lstm_supports(torch.get_autocast_dtype(dev))):
+            yield lambda t: t
+            return
+        w = self.weight_ih_l0.dtype
+        with torch.autocast(dev, enabled=False):
+            yield lambda t: t.to(w)
 
     def _gate_path(self, x: Tensor, h0: Tensor, c0: Tensor, mask_lengths: Tensor | None,
                    lengths: Tensor):

@@ -87,6 +87,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from seqlab.device import resolve_device
 from seqlab.errors import UserError
 from seqlab.io import save_safetensors_atomic, write_json_atomic
 from seqlab.series.io import SeriesData, as_series, parse_columns, read_series_csv
@@ -427,7 +428,7 @@ class SeriesAutoencoder:
     def _train_loop(self, train_set: _WindowSet, val_set: _WindowSet) -> None:
         from tqdm.auto import tqdm
 
-        device = torch.device(self.device)
+        device = resolve_device(self.device)
         rng = np.random.default_rng(self.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -469,7 +470,7 @@ class SeriesAutoencoder:
     def _run(self, x: np.ndarray, starts: np.ndarray, want_recon: bool = True):
         """Yield (starts_b, x_b, recon_b, z_b) numpy batches over windows of x (N, C)."""
         self._fitted()
-        device = torch.device(self.device)
+        device = resolve_device(self.device)
         self.model_.eval()
         with torch.no_grad(), _threads(self.num_threads):
             for s, xb in iter_window_batches(x, starts, self.window, INFER_BATCH):
@@ -511,7 +512,7 @@ class SeriesAutoencoder:
         N, C, T = len(x), x.shape[1], self.window
         fwd = np.full((N, C), np.nan)
         bwd = np.full((N, C), np.nan)
-        device = torch.device(self.device)
+        device = resolve_device(self.device)
         self.model_.eval()
         with torch.no_grad(), _threads(self.num_threads):
             for s, xb in iter_window_batches(x, np.arange(N - T + 1), T, INFER_BATCH):
@@ -603,7 +604,7 @@ class SeriesAutoencoder:
         if not np.isscalar(prof):
             prof = prof[start:start + self.window]
         t = torch.from_numpy(np.ascontiguousarray(win[None], dtype=np.float32))
-        t = t.to(torch.device(self.device))
+        t = t.to(resolve_device(self.device))
         with torch.no_grad():
             _, _, gates = self.model_.encoder(t, return_gates=True)
         return gates, self._original(win, prof)
@@ -742,7 +743,7 @@ class SeriesAutoencoder:
         est.model_config_ = AutoencoderConfig(**config["model"])
         model = LSTMAutoencoder(est.model_config_)
         model.load_state_dict(load_file(str(weights)))
-        est.model_ = model.to(torch.device(device)).eval()
+        est.model_ = model.to(resolve_device(device)).eval()
         est.input_kind_ = config["input_kind"]
         est.columns_ = list(config["columns"])
         est.columns_from_names_ = bool(config["columns_from_names"])

@@ -33,7 +33,7 @@ LOG_FILE = "train_log.jsonl"
 # ---- model weights ------------------------------------------------------------------------
 
 
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _untied(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The state dict without tied duplicates (safetensors refuses shared storage)."""
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
@@ -45,11 +45,17 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without tied duplicates, on the CPU: a run trained on a GPU loads
+    anywhere."""
+    return {name: t.detach().cpu() for name, t in _untied(model).items()}
+
+
 def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
                        where: str) -> None:
     """Load weights saved by `model_tensors`; a mismatch is a one-line UserError."""
     own = model.state_dict()
-    tied = set(own) - set(model_tensors(model))
+    tied = set(own) - set(_untied(model))
     missing = sorted(set(own) - set(tensors) - tied)
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
@@ -108,7 +114,7 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
         keys = []
         for k, v in st.items():
             if isinstance(v, torch.Tensor):
-                tensors[f"optim.{idx}.{k}"] = v
+                tensors[f"optim.{idx}.{k}"] = v.detach().cpu()
                 keys.append(k)
             else:
                 meta["state"].setdefault(str(idx), {})[k] = v
@@ -118,7 +124,7 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
 
 def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
                    meta: dict[str, Any]) -> None:
-    """Inverse of `optimizer_tensors`."""
+    """Inverse of `optimizer_tensors` (torch moves the state to the parameters' device)."""
     state: dict[int, dict[str, Any]] = {}
     for idx, st in meta["state"].items():
         entry = {k: v for k, v in st.items() if k != "_tensors"}
@@ -134,6 +140,8 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     py_state = random.getstate()
     tensors = {"rng.torch": torch.get_rng_state(),
                "rng.numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():   # dropout masks on the GPU
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     meta = {"numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
             "python": [py_state[0], list(py_state[1]), py_state[2]]}
     return tensors, meta
@@ -142,6 +150,8 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Inverse of `rng_state`."""
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     name, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((name, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss,
                          cached))

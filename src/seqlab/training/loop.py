@@ -20,10 +20,16 @@ with a look at the 30-minute weights). When a run stops between evaluations, a f
 evaluation updates `model.safetensors` if it is better, without touching the schedule (so
 stopping and resuming changes nothing).
 
-Precision: `precision="bf16"` runs each step's forward pass under `torch.autocast` to bfloat16
-(`autocast` below; the backward follows it): the matrix products run in bfloat16, while the
-weights, Adam's state, the gradients and the checkpoints stay float32, so a run can be resumed,
-evaluated or decoded in either precision. Exact resume holds within a precision.
+Device and precision: `device` ("auto": cuda, else mps, else cpu; seqlab.device) is where the
+model and each batch go; the checkpoints are always CPU float32 safetensors, so a run trained on
+a GPU resumes, evaluates or decodes on a CPU and the reverse. `precision="bf16"` runs each
+step's forward pass under `torch.autocast` to bfloat16 (the backward follows it): the matrix
+products run in bfloat16, while the weights, Adam's state, the gradients, the LSTM cell states
+and the checkpoints stay float32, so a run can be resumed, evaluated or decoded in either
+precision. "fp16" (CUDA only) is the same with float16 and a `torch.amp.GradScaler`, whose
+state is in the checkpoint. "auto" picks what is fast where the run starts
+(`seqlab.device.resolve_precision`) and config.json records the choice. Exact resume holds
+within a precision and a device.
 
 Every file is written atomically (seqlab.io), the checkpoint as one file, so a run killed at any
 moment resumes from a consistent state. `resume=True` continues exactly: the same batches in the
@@ -38,12 +44,20 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from seqlab.device import (
+    PRECISIONS,
+    autocast,
+    check_device_spec,
+    grad_scaler,
+    resolve_device,
+    resolve_precision,
+)
 from seqlab.errors import UserError
 from seqlab.io import save_safetensors_atomic, write_json_atomic, write_text_atomic
 from seqlab.training.checkpoint import (
@@ -60,19 +74,6 @@ from seqlab.training.checkpoint import (
     rng_state,
     set_rng_state,
 )
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def autocast(model: torch.nn.Module, precision: str) -> contextlib.AbstractContextManager:
-    """The forward pass's precision context. "bf16": torch.autocast to bfloat16 on the model's
-    device: matrix products (LSTM, projections, vocabulary) run in bfloat16, about 1.4x faster
-    on a CPU with AVX512-BF16 (benchmarks/bench_precision.py); weights, optimizer state,
-    gradients, the LSTM cell states, the additive-attention scores and the loss stay float32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    device = next(model.parameters()).device.type
-    return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
 
 @dataclass
@@ -96,14 +97,16 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 1234
     threads: int | None = None
-    precision: str = "fp32"            # fp32 | bf16: mixed precision for the training step
+    precision: str = "fp32"            # fp32 | bf16 | fp16 (CUDA) | auto: the step's arithmetic
+    device: str = "auto"               # auto | cpu | cuda[:N] | mps
 
     def __post_init__(self) -> None:
         """Settings that cannot work together fail here, as a one-line UserError, before any
         work (also on a resume, whose overrides build a new config)."""
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision={self.precision!r}: expected one of "
+        if self.precision not in ("auto", *PRECISIONS):
+            raise UserError(f"precision={self.precision!r}: expected one of auto, "
                             f"{', '.join(PRECISIONS)}")
+        check_device_spec(self.device)
         if self.decay_steps < 0 or (self.decay_steps and self.max_steps is None):
             raise UserError(f"decay_steps={self.decay_steps}: expected a count >= 0, "
                             "given together with max_steps (the decay ends there)")
@@ -227,6 +230,15 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
     Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, throughput, run_dir.
     """
     label = metric.upper()
+    device = resolve_device(train_cfg.device)
+    precision = resolve_precision(train_cfg.precision, device)
+    if precision != train_cfg.precision:          # "auto": config.json keeps the choice
+        echo(f"precision auto: {precision} on {device}")
+        train_cfg = replace(train_cfg, precision=precision)
+        if run_config is not None and "train" in run_config:
+            run_config = {**run_config, "train": asdict(train_cfg)}
+    model.to(device)
+    scaler = grad_scaler(device, precision)
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
     sched = WarmupPlateau(train_cfg)
     prog = Progress()
@@ -241,6 +253,8 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             sched.load_state_dict(state["schedule"])
             set_rng_state(tensors, state["rng"])
             prog = Progress(**state["progress"])
+            if scaler is not None and "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
         except (KeyError, ValueError, TypeError) as err:
             raise UserError(f"{out / CHECKPOINT_FILE}: corrupt checkpoint ({err!r})") from None
         log_path = out / LOG_FILE
@@ -253,6 +267,7 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         _record_resume_changes(out, train_cfg, prog.step, log_records, echo)
     elif run_config is not None:
         write_json_atomic(out / CONFIG_FILE, run_config)
+    log_records.append({"step": prog.step, "device": str(device), "precision": precision})
 
     def write_log() -> None:
         write_text_atomic(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in log_records))
@@ -267,6 +282,8 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         done["train_seconds"] = prog.train_seconds + (time.perf_counter() - t_start)
         state = {"optimizer": opt_meta, "schedule": sched.state_dict(), "rng": rng_meta,
                  "progress": done}
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
         save_safetensors_atomic(tensors, out / CHECKPOINT_FILE,
                                 metadata={"format": fmt, "state": json.dumps(state)})
         write_log()
@@ -313,14 +330,21 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                 break
             batch = epoch_batches[prog.batch_pos]
             model.train()
-            with autocast(model, train_cfg.precision):
+            with autocast(device, precision):
                 loss_sum, n_tok = loss(model, batch)
-            (loss_sum / n_tok).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
             lr = sched.lr(prog.step)
             for g in opt.param_groups:
                 g["lr"] = lr
-            opt.step()
+            if scaler is None:
+                (loss_sum / n_tok).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
+                opt.step()
+            else:   # fp16: scaled loss; clip the true gradients; skip steps that overflowed
+                scaler.scale(loss_sum / n_tok).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
+                scaler.step(opt)
+                scaler.update()
             opt.zero_grad(set_to_none=True)
             prog.step += 1
             prog.batch_pos += 1

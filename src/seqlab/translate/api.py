@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
+from seqlab.device import model_device, resolve_device
 from seqlab.errors import UserError
 from seqlab.translate.batching import collate_src
 from seqlab.translate.model import Seq2Seq, TranslatorConfig, default_max_new_tokens
@@ -94,7 +95,7 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
 
         def collate(chunk: list[int]) -> Any:
             return collate_src(src_ids, chunk, pad_id=model.cfg.pad_id, eos_id=model.cfg.eos_id,
-                               src_eos=src_eos)
+                               src_eos=src_eos).to(model_device(model))
 
         if (num_beams == 1 and num_return_sequences == 1 and not return_attention
                 and hasattr(model.decoder, "join")):
@@ -146,9 +147,12 @@ class Translator:
         self.tgt_lang = str(config.get("data", {}).get("tgt_lang", "fr"))
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> Translator:
+    def load(cls, run_dir: str | Path, checkpoint: str = "best",
+             device: str | torch.device = "auto") -> Translator:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the
-        last checkpoint ("last"). Anything missing, corrupt or mismatched -> one-line UserError.
+        last checkpoint ("last"), onto `device` ("auto": cuda, else mps, else cpu; a run
+        trained on any device loads on any other). Anything missing, corrupt or mismatched ->
+        one-line UserError.
         """
         from seqlab.training.checkpoint import CONFIG_FILE, load_run_weights
         from seqlab.translate.train import read_run_config
@@ -163,7 +167,7 @@ class Translator:
                             f"{mcfg.src_vocab_size}/{mcfg.tgt_vocab_size}")
         model = Seq2Seq(mcfg)
         load_run_weights(model, run, checkpoint)
-        return cls(model, tok, cfg, run)
+        return cls(model.to(resolve_device(device)), tok, cfg, run)
 
     def translate(self, sentences: list[str] | str, num_beams: int = 5,
                   max_new_tokens: int | None = None, length_penalty: float = 1.0,
@@ -202,7 +206,7 @@ class Translator:
 def run_translate_demo(out_dir: str | Path, minutes: float = 5.0, corpus: str = "libreoffice-help",
                        sentences: list[str] | None = None, progress: bool = True,
                        seed: int = 1234, model_size: int = 128, vocab_size: int = 4000,
-                       max_len: int = 32) -> dict[str, Any]:
+                       max_len: int = 32, device: str = "auto") -> dict[str, Any]:
     """The README demo: train a small translator for `minutes` on the built-in corpus,
     translate a few sentences and save their attention heat maps under out_dir/attention/.
 
@@ -221,12 +225,13 @@ def run_translate_demo(out_dir: str | Path, minutes: float = 5.0, corpus: str = 
         model_cfg={"emb_dim": model_size, "enc_hidden": model_size, "dec_hidden": model_size,
                    "attention": "additive", "dropout": 0.2},
         train_cfg=TrainConfig(time_budget_min=minutes, eval_every=400, eval_sentences=300,
-                              batch_tokens=2048, lr=3e-3, seed=seed, max_epochs=1000),
+                              batch_tokens=2048, lr=3e-3, seed=seed, max_epochs=1000,
+                              device=device),
         data_cfg=DataConfig(corpus=corpus, src_lang="en", tgt_lang="fr", vocab_size=vocab_size,
                             max_len=max_len),
         resume=(run / "checkpoint.safetensors").exists(), progress=progress,
-        overrides={"time_budget_min": minutes})
-    tr = Translator.load(run)
+        overrides={"time_budget_min": minutes, "device": device})
+    tr = Translator.load(run, device=device)
     sentences = sentences or ["Click the OK button.", "Select the cells you want to delete.",
                               "Opens the Save As dialog.", "The table has three columns."]
     outs = tr.translate(sentences, num_beams=5, return_attention=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from seqlab.device import model_device
 from seqlab.errors import UserError
 from seqlab.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -189,7 +190,7 @@ def _train(out: Path, resume: bool, mcfg: TranslatorConfig | None,
 
     def loss(m: Seq2Seq, rows: list[int]) -> tuple[torch.Tensor, int]:
         b = collate(data.src_ids, data.tgt_ids, rows, pad_id=mcfg.pad_id, bos_id=mcfg.bos_id,
-                    eos_id=mcfg.eos_id, src_eos=data_cfg.src_eos)
+                    eos_id=mcfg.eos_id, src_eos=data_cfg.src_eos).to(model_device(m))
         return m.loss(b.src, b.src_lengths, b.src_mask, b.tgt_in, b.tgt_out)
 
     def evaluate(m: Seq2Seq) -> float:
