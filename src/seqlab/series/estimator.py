@@ -14,7 +14,11 @@ two, the training windows are used for both (`validation_ == "train"`).
 Scoring streams windows in batches over strided views: memory is O(N * C) for the per-point
 sums, never O(N * window). Scoring uses windows every `score_stride` points (default
 `max(1, window // 16)`: each point is still covered by ~16 windows; the last window is flush
-with the end, so every point is scored). Per-point error = mean over the covering windows.
+with the end, so every point is scored). Per-point error = mean over the covering windows of
+the window errors equalised per window position, the ends (fewer windows) shrunk towards the
+normal level (`scoring.PositionProfile`, fitted on normal data); the score's EWMA starts at the
+mean normal score. Without these, the first and last points (covered only by a window's worst
+rebuilt positions, few windows, an unsmoothed start) scored as anomalies.
 
 Scores (higher = more anomalous) and thresholds, per `threshold`:
 - "gaussian": squared Mahalanobis distance of each point's error vector under the Gaussian
@@ -95,6 +99,7 @@ from seqlab.series.scoring import (
     PRUNE_MIN_DECREASE,
     ErrorAccumulator,
     GaussianErrorModel,
+    PositionProfile,
     calibrated_threshold,
     dynamic_threshold,
     ewma,
@@ -407,6 +412,9 @@ class SeriesAutoencoder:
             reverse_target=bool(self.reverse_target), decoder_input=self.decoder_input,
             regression=bool(self.regression))
         self._train(train_set, val_set)
+        # Per-position error levels on all normal fitting data (series: a point's windows hold
+        # it at different positions; samples: each step is always the same position).
+        self.position_profile_ = self._fit_position_profile(x) if kind == "series" else None
         # Error model and threshold on normal held-out data (one-sided modes: all normal data).
         if kind == "samples":
             self._fit_error_model(self._sample_errors(val_set.x))            # (n, T, C)
@@ -480,21 +488,39 @@ class SeriesAutoencoder:
                 else:
                     yield s, xb, None, self.model_.embed(t, self.embedding).cpu().numpy()
 
+    def _fit_position_profile(self, x: np.ndarray) -> PositionProfile:
+        """x: (N, C) scaled normal data -> the model's error level at each window position
+        (windows every `score_stride_`), see `scoring.PositionProfile`."""
+        total = np.zeros((self.window, x.shape[1]), dtype=np.float64)
+        count = 0
+        for _, xb, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
+            total += np.abs(xb - recon).sum(axis=0)                          # (T, C)
+            count += len(xb)
+        return PositionProfile.fit(total, count)
+
     def _point_errors(self, x: np.ndarray, window_errors: list | None = None) -> np.ndarray:
-        """x: (N, C) scaled -> (N, C) mean |x - x'| over the windows covering each point.
-        When `window_errors` is a list, each window's own (T, C) errors are summarised into it
-        as the mean error model score (for level="window")."""
+        """x: (N, C) scaled -> (N, C) mean over the windows covering each point of |x - x'|,
+        equalised per window position (`position_profile_`; models saved before it existed
+        average the plain errors). When `window_errors` is a list, each window's own (T, C)
+        errors are summarised into it as the mean error model score (for level="window")."""
         acc = ErrorAccumulator(len(x), x.shape[1])
+        profile: PositionProfile | None = getattr(self, "position_profile_", None)
         for s, xb, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
             err = np.abs(xb - recon)                                          # (B, T, C)
+            if profile is not None:
+                err = profile.apply(err)
             acc.add(s, err)
             if window_errors is not None and not self.regression:
                 window_errors.append(self._score_errors(err).mean(axis=1))   # (B,)
+        recon_errors = acc.mean()                                             # (N, C)
+        if profile is not None:  # the ends: fewer windows, no noisier than the interior
+            recon_errors = profile.shrink(recon_errors, acc.count,
+                                          -(-self.window // self.score_stride_))
         if not self.regression:
-            return acc.mean()
+            return recon_errors
         # AER: the regression errors are C more channels of the error vector, so the error model
         # and the relative score weigh reconstruction and prediction alike.
-        errors = np.concatenate([acc.mean(), self._regression_errors(x)], axis=1)  # (N, 2C)
+        errors = np.concatenate([recon_errors, self._regression_errors(x)], axis=1)  # (N, 2C)
         if window_errors is not None:  # a window's score: the mean of its points' scores
             point = self._score_errors(errors)                                # (N,)
             starts = window_starts(len(x), self.window, self.score_stride_)
@@ -543,7 +569,7 @@ class SeriesAutoencoder:
             out.append(np.abs(xb - recon))
         return np.concatenate(out)
 
-    def _score_errors(self, errors: np.ndarray) -> np.ndarray:
+    def _score_errors(self, errors: np.ndarray, smooth: bool = True) -> np.ndarray:
         """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores (smoothed along T
         when `smoothing_` > 1)."""
         if self.threshold == "gaussian":
@@ -552,7 +578,10 @@ class SeriesAutoencoder:
             s = errors.mean(axis=-1)
         else:
             s = relative_error(errors, self.error_model_.mean)
-        return ewma(s, self.smoothing_)
+        if not smooth:
+            return s
+        # The average starts at the mean normal score (absent in models saved before it).
+        return ewma(s, self.smoothing_, getattr(self, "score_level_", None))
 
     def _threshold_rule(self) -> str:
         return {"sigma": "mean + 4 std", "sigma_max": "max(mean + 4 std, highest score)",
@@ -564,6 +593,7 @@ class SeriesAutoencoder:
         """errors: (..., T, C) per-point error vectors of normal data, time-ordered along T."""
         if refit_model:
             self.error_model_ = GaussianErrorModel.fit(errors.reshape(-1, errors.shape[-1]))
+            self.score_level_ = float(self._score_errors(errors, smooth=False).mean())
         scores = self._score_errors(errors).ravel()
         if self.threshold == "sigma":
             self.threshold_ = sigma_threshold(scores)
@@ -672,6 +702,8 @@ class SeriesAutoencoder:
     def fit_threshold(self, X_normal, refit_error_model: bool = True) -> SeriesAutoencoder:
         """Recompute the threshold (and by default the error model) from normal data only."""
         kind, x, _ = self._scaled(X_normal)
+        if kind == "series" and refit_error_model:
+            self.position_profile_ = self._fit_position_profile(x)
         errors = self._sample_errors(x) if kind == "samples" else self._point_errors(x)
         self._fit_error_model(errors, refit_error_model)
         n = int(np.prod(errors.shape[:-1]))
@@ -714,7 +746,10 @@ class SeriesAutoencoder:
             "season": None if self.season_ is None else self.season_.to_dict(),
             "log_scale": None if self.log_scale_ is None else self.log_scale_.to_dict(),
             "error_model": self.error_model_.to_dict(),
+            "position_profile": None if self.position_profile_ is None
+            else self.position_profile_.to_dict(),
             "threshold": self.threshold_,
+            "score_level": self.score_level_,
             "threshold_source": self.threshold_source_,
             "validation": self.validation_,
             "history": self.history_,
@@ -754,7 +789,10 @@ class SeriesAutoencoder:
         vt = config.get("log_scale")  # absent in models saved before the option existed
         est.log_scale_ = None if vt is None else ValueTransform.from_dict(vt)
         est.error_model_ = GaussianErrorModel.from_dict(config["error_model"])
+        pp = config.get("position_profile")  # absent in models saved before it existed
+        est.position_profile_ = None if pp is None else PositionProfile.from_dict(pp)
         est.threshold_ = float(config["threshold"])
+        est.score_level_ = config.get("score_level")
         est.threshold_source_ = config["threshold_source"]
         est.validation_ = config["validation"]
         est.history_ = config["history"]
