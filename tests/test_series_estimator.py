@@ -35,7 +35,7 @@ def test_api_shapes(fitted):
     assert est.reconstruct(x).shape == x.shape
     s = est.score_samples(x)
     assert s.shape == (400,) and np.isfinite(s).all()
-    n_score = len(window_starts(len(x), est.window, est.score_stride_))
+    n_score = len(window_starts(len(x), est.window, est.effective_score_stride))
     assert est.score_samples(x, level="window").shape == (n_score,)
     flags = est.predict(x)
     assert flags.dtype == bool and flags.shape == (400,)

@@ -115,7 +115,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         num_threads=threads, regression=regression, season=season,
         log_scale=log_scale)
     try:
-        est._check_params()   # option combinations, before any training
+        est.check_params()    # option combinations, before any training
     except ValueError as err:
         raise UserError(f"series fit: {err}") from None
     est.fit(series_data)

@@ -346,3 +346,41 @@ def prune_events(events: list[tuple[int, int]], scores: np.ndarray,
     n_keep = int(big[-1]) + 1 if len(big) else 0
     keep = set(order[:n_keep].tolist())
     return [ev for i, ev in enumerate(events) if i in keep]
+
+
+THRESHOLDS = ("gaussian", "quantile", "sigma", "sigma_max", "dynamic")
+ONE_SIDED = ("sigma", "sigma_max", "dynamic")  # smoothed relative error, threshold on all data
+
+
+def error_scores(errors: np.ndarray, mode: str, error_model: GaussianErrorModel,
+                 smoothing: int = 0, initial: float | None = None) -> np.ndarray:
+    """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores for threshold `mode`:
+    "gaussian" the error model's Mahalanobis distance, "quantile" the mean error over channels,
+    the one-sided modes `relative_error` to the model's mean; then `ewma(span=smoothing)`
+    starting at `initial` (see `ewma`)."""
+    if mode == "gaussian":
+        s = error_model.score(errors)
+    elif mode == "quantile":
+        s = errors.mean(axis=-1)
+    else:
+        s = relative_error(errors, error_model.mean)
+    return ewma(s, smoothing, initial)
+
+
+def fit_threshold(scores: np.ndarray, mode: str, quantile: float) -> tuple[float, float | None]:
+    """The threshold of `mode` from scores (N,) on normal data: (threshold, Hundman's z for
+    "dynamic", else None)."""
+    if mode == "sigma":
+        return sigma_threshold(scores), None
+    if mode == "sigma_max":
+        return sigma_max_threshold(scores), None
+    if mode == "dynamic":
+        return dynamic_threshold(scores)
+    return quantile_threshold(scores, quantile), None
+
+
+def threshold_rule(mode: str, quantile: float, z: float | None = None) -> str:
+    """How `fit_threshold` set the threshold, in words (for `threshold_source_`)."""
+    return {"sigma": "mean + 4 std", "sigma_max": "max(mean + 4 std, highest score)",
+            "dynamic": f"Hundman's dynamic threshold (z = {float('nan') if z is None else z:g})"
+            }.get(mode, f"quantile {quantile}")
