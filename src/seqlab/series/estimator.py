@@ -125,7 +125,7 @@ from seqlab.series.scoring import (
     threshold_rule,
 )
 from seqlab.series.season import SEASONS, DailyProfile, as_datetimes, unusable
-from seqlab.series.train import train_autoencoder
+from seqlab.series.train import RUN_FORMAT, train_autoencoder
 from seqlab.series.transform import LOG_SCALES, ValueTransform
 from seqlab.series.windows import Scaler, WindowSet, fill_missing, window_starts
 
@@ -344,11 +344,13 @@ class SeriesAutoencoder(BaseEstimator):
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None, *, run_dir: str | os.PathLike[str] | None = None,
-            resume: bool = False) -> SeriesAutoencoder:
+            resume: bool = False, run_metadata: dict[str, Any] | None = None
+            ) -> SeriesAutoencoder:
         """Train on normal data X (see the module docstring for the accepted forms). y is
         ignored (unsupervised). run_dir: the training run directory (checkpoints, best
-        weights, log; default a temporary one); resume: continue the fit in run_dir exactly
-        (same X and parameters). Returns self."""
+        weights, log, config.json with the parameters and `run_metadata`; default a
+        temporary one); resume: continue the fit in run_dir exactly (same X and parameters).
+        Returns self."""
         self.check_params()
         kind, raw, data = self._as_input(X, fitting=True)
         if kind == "samples" and self.season:
@@ -377,8 +379,8 @@ class SeriesAutoencoder(BaseEstimator):
                 batch_size=int(self.batch_size), lr=float(self.lr),
                 regression=float(self.regression), seed=int(self.seed), device=self.device,
                 num_threads=self.num_threads, resume=resume, verbose=bool(self.verbose),
-                run_config={"format": "seqlab.series.training/1",
-                            "params": self._portable_params()})
+                run_config={"format": RUN_FORMAT, "params": self._portable_params(),
+                            "metadata": run_metadata or {}})
         # Per-position error levels on all normal fitting data (series: a point's windows hold
         # it at different positions; samples: each step is always the same position).
         self.position_profile_ = (self._runner().position_profile(x, self.effective_score_stride)
