@@ -172,11 +172,11 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
         base.update(log_transform=bool(est.log_scale_.log[0]))
     # Per-point errors once, on the whole series and on the normal first 15%; each variant's
     # scores and threshold are then what `fit_threshold(x[:n_train])` + `score_samples(x)`
-    # give, without re-running the network (private helpers, same code path).
+    # give, without re-running the network (the public parts of that code path).
     t0 = time.perf_counter()
-    x_scaled = est._scaled(data)[1]                     # (n / k, 1), minus any daily profile
-    err_all = est._point_errors(x_scaled)               # (n / k, 1)
-    err_normal = est._point_errors(x_scaled[:n_train]) if any(
+    x_scaled = est.scale(data)                          # (n / k, 1), minus any daily profile
+    err_all = est.point_errors(x_scaled)                # (n / k, 1)
+    err_normal = est.point_errors(x_scaled[:n_train]) if any(
         VARIANTS[v]["refit"] for v in variants) else None
     t_err = time.perf_counter() - t0
     # --ensemble N: N - 1 more models (next seeds, same data and scaling); each point's errors
@@ -184,10 +184,10 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
     for extra in range(1, args.ensemble):
         t0 = time.perf_counter()
         other = SeriesAutoencoder(**{**est.get_params(), "seed": args.seed + extra}).fit(train)
-        xs = other._scaled(data)[1]
-        err_all = err_all + (other._point_errors(xs) - err_all) / (extra + 1)
+        xs = other.scale(data)
+        err_all = err_all + (other.point_errors(xs) - err_all) / (extra + 1)
         if err_normal is not None:
-            err_normal = err_normal + (other._point_errors(xs[:n_train]) - err_normal) / (extra + 1)
+            err_normal = err_normal + (other.point_errors(xs[:n_train]) - err_normal) / (extra + 1)
         t_fit += time.perf_counter() - t0
     out = {}
     for v in variants:
@@ -196,10 +196,10 @@ def run_series(s: NabSeries, cfg: dict, args: argparse.Namespace,
         est.set_params(threshold=spec["threshold"], smoothing=spec["smoothing"],
                        prune=spec["prune"])
         if spec["refit"]:
-            est._fit_error_model(err_normal)
+            est.fit_error_model(err_normal)
         elif v != variants[0]:
             raise ValueError(f"variant {v!r} keeps fit's threshold: it must come first")
-        scores = est._score_errors(err_all)             # (n / k,)
+        scores = est.score_errors(err_all)              # (n / k,)
         if spec.get("skip_probation"):  # detect on the scores after the first 15% only
             events_k = [(a + n_train, b + n_train)
                         for a, b in est.detect_events(x, scores=scores[n_train:])]

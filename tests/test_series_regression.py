@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.series.estimator import SeriesAutoencoder, _loss
-from seqlab.series.model import AutoencoderConfig, LSTMAutoencoder
+from seqlab.series.estimator import SeriesAutoencoder
+from seqlab.series.model import AutoencoderConfig, LSTMAutoencoder, autoencoder_loss
+from seqlab.series.reconstruction import WindowRunner
 
 
 def _model(**kw) -> LSTMAutoencoder:
@@ -50,7 +51,7 @@ def test_loss_weights_reconstruction_and_both_predictions():
         r = 0.3
         want = (1 - r) * mse(recon, xb[:, 1:-1]) + r / 2 * (mse(prev, xb[:, 0])
                                                            + mse(nxt, xb[:, -1]))
-        torch.testing.assert_close(_loss(m, xb, r), want)
+        torch.testing.assert_close(autoencoder_loss(m, xb, r), want)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def fitted():
 def test_regression_errors_come_from_the_neighbouring_windows(fitted):
     est, x = fitted
     x_scaled = est.scaler_.transform(x[:60, None])                  # (60, 1)
-    reg = est._regression_errors(x_scaled)                          # (60, 1)
+    reg = WindowRunner(est.model_, est.window).regression_errors(x_scaled)  # (60, 1)
     T = est.window
     win = torch.from_numpy(np.lib.stride_tricks.sliding_window_view(
         x_scaled[:, 0], T).astype(np.float32)[:, :, None].copy())   # (60 - T + 1, T, 1)
@@ -81,7 +82,7 @@ def test_regression_errors_come_from_the_neighbouring_windows(fitted):
             parts.append(abs(x_scaled[p, 0] - float(prev[p + 1, 0])))
         assert reg[p, 0] == pytest.approx(np.mean(parts), rel=1e-5, abs=1e-6)
     # the point errors carry the C regression channels after the C reconstruction channels
-    errors = est._point_errors(x_scaled)
+    errors = est.point_errors(x_scaled)
     assert errors.shape == (60, 2)
     np.testing.assert_allclose(errors[:, 1], reg[:, 0])
 

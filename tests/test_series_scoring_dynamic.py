@@ -134,11 +134,11 @@ def spike_case():
 @pytest.mark.cpu_sensitive
 def test_estimator_dynamic_threshold_finds_the_spike(spike_case, tmp_path):
     est, train, test = spike_case
-    assert est.smoothing_ == 12 and est.prune_ == pytest.approx(0.13)
+    assert est.effective_smoothing == 12 and est.effective_prune == pytest.approx(0.13)
     assert "dynamic threshold" in est.threshold_source_
     assert "all 800 normal fitting points" in est.threshold_source_
     s = est.score_samples(test)
-    assert abs(int(np.argmax(s)) - 301) <= est.smoothing_  # the EWMA delays the peak
+    assert abs(int(np.argmax(s)) - 301) <= est.effective_smoothing  # the EWMA delays the peak
     events = est.detect_events(test)
     # one event over the spike; any other lies within a window of the series' ends, where
     # fewer windows cover each point

@@ -93,6 +93,10 @@ def _check_outputs(*paths: Path | None) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="torch threads [default: torch's]; 1 is often fastest for small models.")
+@click.option("--resume", is_flag=True,
+              help="Continue the fit in --out (checkpointed at every epoch end) exactly, with "
+                   "its stored settings (--epochs may raise the number of epochs); DATA must "
+                   "be the same file.")
 @device_option()
 def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, window: int,
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
@@ -100,28 +104,44 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
             threshold_quantile: float, regression: float, season: str | None,
             log_scale: str | None, missing: str, seed: int, threads: int | None,
-            device: str) -> None:
-    """Train on DATA (a CSV of normal behaviour) and save the model to --out."""
-    from seqlab.series.estimator import SeriesAutoencoder
+            resume: bool, device: str) -> None:
+    """Train on DATA (a CSV of normal behaviour) and save the model to --out (the training
+    run, with its checkpoint, in --out/training)."""
+    from seqlab.series.estimator import TRAINING_DIR, SeriesAutoencoder
     from seqlab.series.io import read_series_csv
+    from seqlab.training.checkpoint import check_run_dir
 
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
-    ts = None if timestamp.lower() == "none" else timestamp
-    series_data = read_series_csv(data, columns=columns, timestamp=ts)
-    est = SeriesAutoencoder(
-        window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
-        num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
-        decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
-        val_fraction=val_fraction, threshold=threshold, threshold_quantile=threshold_quantile,
-        missing=missing, seed=seed, verbose=True, score_stride=score_stride,
-        num_threads=threads, regression=regression, season=season,
-        log_scale=log_scale, device=device)
-    try:
-        est._check_params()   # option combinations, before any training
-    except ValueError as err:
-        raise UserError(f"series fit: {err}") from None
-    est.fit(series_data)
+    run_dir = out_dir / TRAINING_DIR
+    check_run_dir(run_dir, resume)
+    if resume:
+        stored = _read_fit_args(run_dir / "config.json")
+        columns, ts = stored["columns"], stored["timestamp"]
+        params = dict(stored["params"], verbose=True)
+        ctx = click.get_current_context()
+        if ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE:
+            params["epochs"] = epochs
+        if ctx.get_parameter_source("device") == click.core.ParameterSource.COMMANDLINE:
+            params["device"] = device
+        series_data = read_series_csv(data, columns=columns, timestamp=ts)
+        est = SeriesAutoencoder(**params)
+        click.echo(f"resuming the fit in {run_dir} with its stored settings "
+                   f"({est.epochs} epochs)")
+        est.fit(series_data, run_dir=run_dir, resume=True)
+    else:
+        ts = None if timestamp.lower() == "none" else timestamp
+        series_data = read_series_csv(data, columns=columns, timestamp=ts)
+        est = _new_estimator(
+            window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
+            num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
+            decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
+            val_fraction=val_fraction, threshold=threshold,
+            threshold_quantile=threshold_quantile, missing=missing, seed=seed, verbose=True,
+            score_stride=score_stride, num_threads=threads, regression=regression,
+            season=season, log_scale=log_scale, device=device)
+        est.fit(series_data, run_dir=run_dir,
+                run_metadata={"columns": columns, "timestamp": ts})
     est.save(out_dir)
     last = est.history_[-1]
     best = min(h["val_loss"] for h in est.history_)
@@ -140,6 +160,34 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         click.echo("log transform on: " + (", ".join(used) if used else
                    "no column (none is non-negative and heavy-tailed)"))
     click.echo(f"saved {out_dir}/model.safetensors and {out_dir}/config.json")
+
+
+def _new_estimator(**params):
+    """A SeriesAutoencoder from the fit options; a bad combination is a UserError before any
+    work."""
+    from seqlab.series.estimator import SeriesAutoencoder
+
+    est = SeriesAutoencoder(**params)
+    try:
+        est.check_params()
+    except ValueError as err:
+        raise UserError(f"series fit: {err}") from None
+    return est
+
+
+def _read_fit_args(path: Path) -> dict:
+    """The stored `series fit` settings of a training run (its config.json), for --resume."""
+    import json
+
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        meta = stored["metadata"]
+        return {"columns": meta["columns"], "timestamp": meta["timestamp"],
+                "params": dict(stored["params"])}
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; nothing to resume") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: corrupt fit settings ({err!r})") from None
 
 
 def _load_for(run: Path, data: Path, label_column: str | None = None, device: str = "auto"):

@@ -1,4 +1,11 @@
-"""`SeriesAutoencoder`: a scikit-learn-style estimator around `LSTMAutoencoder`.
+"""`SeriesAutoencoder`: the scikit-learn estimator (facade) around the series autoencoder.
+
+The parts live beside it: the network and its loss (`model`), windows, scaling and missing
+values (`windows`), training through the shared loop with checkpoints and exact resume
+(`train`), running the model over windows into per-point errors (`reconstruction`), and
+errors -> scores -> thresholds -> events (`scoring`). This module holds the parameters
+(`sklearn.base.BaseEstimator`: get_params/set_params/clone; only what `fit` learns ends in
+"_"), input handling, and persistence.
 
 Inputs
 - one long series: (N,) / (N, C) array, a DataFrame (numeric columns, or `columns=`), a pandas
@@ -14,7 +21,11 @@ two, the training windows are used for both (`validation_ == "train"`).
 Scoring streams windows in batches over strided views: memory is O(N * C) for the per-point
 sums, never O(N * window). Scoring uses windows every `score_stride` points (default
 `max(1, window // 16)`: each point is still covered by ~16 windows; the last window is flush
-with the end, so every point is scored). Per-point error = mean over the covering windows.
+with the end, so every point is scored). Per-point error = mean over the covering windows of
+the window errors equalised per window position, the ends (fewer windows) shrunk towards the
+normal level (`scoring.PositionProfile`, fitted on normal data); the score's EWMA starts at the
+mean normal score. Without these, the first and last points (covered only by a window's worst
+rebuilt positions, few windows, an unsmoothed start) scored as anomalies.
 
 Scores (higher = more anomalous) and thresholds, per `threshold`:
 - "gaussian": squared Mahalanobis distance of each point's error vector under the Gaussian
@@ -34,7 +45,13 @@ Scores (higher = more anomalous) and thresholds, per `threshold`:
 `prune` (Hundman's minimum peak decrease for `detect_events`; None: 0.13 for "sigma"/"dynamic",
 off otherwise) apply to every mode. `fit_threshold(X)` refits on other normal data;
 `calibrate_threshold` is the only path that uses labels, and it is recorded in
-`threshold_source_`.
+`threshold_source_`. The parts of scoring are public for experiments that reuse one model's
+errors (benchmarks/bench_series_nab.py): `scale(X)` (model units), `point_errors(x)`,
+`score_errors(errors)`, `fit_error_model(errors)`.
+
+Training (`fit(X, run_dir=..., resume=...)`): through `seqlab.training.loop` in `run_dir`
+(a temporary directory by default), checkpointed at every epoch end; `resume=True` continues a
+killed fit exactly (`seqlab series fit --resume`).
 
 `regression` (AER, Wong et al. 2022; 0 = off, AER uses 0.5): the autoencoder also predicts the
 point just before and just after each window (`LSTMAutoencoder.forward_regression`), trained on
@@ -75,9 +92,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import inspect
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,39 +102,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from seqlab.device import resolve_device
 from seqlab.errors import UserError
 from seqlab.io import save_safetensors_atomic, write_json_atomic
 from seqlab.series.io import SeriesData, as_series, parse_columns, read_series_csv
 from seqlab.series.model import DECODER_INPUTS, EMBEDDINGS, AutoencoderConfig, LSTMAutoencoder
+from seqlab.series.reconstruction import WindowRunner
 from seqlab.series.scoring import (
+    ONE_SIDED,
     PRUNE_MIN_DECREASE,
+    THRESHOLDS,
     ErrorAccumulator,
     GaussianErrorModel,
+    PositionProfile,
     calibrated_threshold,
-    dynamic_threshold,
-    ewma,
+    error_scores,
+    fit_threshold,
     flags_to_events,
     prune_events,
-    quantile_threshold,
-    relative_error,
-    sigma_max_threshold,
-    sigma_threshold,
+    threshold_rule,
 )
 from seqlab.series.season import SEASONS, DailyProfile, as_datetimes, unusable
+from seqlab.series.train import RUN_FORMAT, train_autoencoder
 from seqlab.series.transform import LOG_SCALES, ValueTransform
-from seqlab.series.windows import Scaler, fill_missing, iter_window_batches, window_starts
+from seqlab.series.windows import Scaler, WindowSet, fill_missing, window_starts
 
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
-THRESHOLDS = ("gaussian", "quantile", "sigma", "sigma_max", "dynamic")
-# smoothed relative-error score, threshold from all normal data
-ONE_SIDED = ("sigma", "sigma_max", "dynamic")
-INFER_BATCH = 512  # windows per inference batch: bounds memory at 512 * window * C floats
+TRAINING_DIR = "training"   # the training run inside a `seqlab series fit --out` directory
 
 
-class SeriesAutoencoder:
+class SeriesAutoencoder(BaseEstimator):
     def __init__(self, window: int = 64, stride: int = 1, hidden_size: int = 64,
                  latent_size: int = 32, num_layers: int = 1, dropout: float = 0.0,
                  reverse_target: bool = True, decoder_input: str = "latent", epochs: int = 20,
@@ -157,24 +174,9 @@ class SeriesAutoencoder:
         self.season = season
         self.log_scale = log_scale
 
-    # ------------------------------------------------------------------ sklearn plumbing
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
-
-    def set_params(self, **params: Any) -> SeriesAutoencoder:
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"unknown parameter {k!r}; valid: {', '.join(valid)}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        return f"SeriesAutoencoder(window={self.window}, latent_size={self.latent_size}, " \
-               f"hidden_size={self.hidden_size}, decoder_input={self.decoder_input!r})"
-
-    def _check_params(self) -> None:
+    # ------------------------------------------------------------------ parameters
+    def check_params(self) -> None:
+        """Raise ValueError for a parameter (combination) that cannot work, before any work."""
         if self.threshold not in THRESHOLDS:
             raise ValueError(f"threshold: expected one of {', '.join(THRESHOLDS)}, "
                              f"got {self.threshold!r}")
@@ -206,26 +208,31 @@ class SeriesAutoencoder:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
 
     @property
-    def score_stride_(self) -> int:
+    def effective_score_stride(self) -> int:
+        """Step between scoring windows: `score_stride`, or max(1, window // 16)."""
         return int(self.score_stride) if self.score_stride else max(1, self.window // 16)
 
     @property
-    def smoothing_(self) -> int:
+    def effective_smoothing(self) -> int:
         """EWMA span (points) applied to the per-point score; 0 or 1 = none."""
         if self.smoothing is not None:
             return int(self.smoothing)
         return max(1, self.window // 2) if self.threshold in ONE_SIDED else 0
 
     @property
-    def prune_(self) -> float:
+    def effective_prune(self) -> float:
         """Hundman's minimum peak decrease used by `detect_events`; 0 = no pruning."""
         if self.prune is not None:
             return float(self.prune)
         return PRUNE_MIN_DECREASE if self.threshold in ONE_SIDED else 0.0
 
     def _fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ValueError("this SeriesAutoencoder is not fitted yet: call fit(X) or load(dir)")
+        check_is_fitted(self, "model_", msg="this SeriesAutoencoder is not fitted yet: "
+                                             "call fit(X) or load(dir)")
+
+    def _runner(self) -> WindowRunner:
+        self._fitted()
+        return WindowRunner(self.model_, self.window, self.device, self.num_threads)
 
     # ------------------------------------------------------------------ input handling
     def _as_input(self, X, fitting: bool) -> tuple[str, np.ndarray, SeriesData | None]:
@@ -331,249 +338,173 @@ class SeriesAutoencoder:
                             f"(season={self.season!r}), so the data {why}")
         return prof.values(ts)
 
+    def scale(self, X) -> np.ndarray:
+        """X in model units: (N, C) for a series (log scale, minus the daily profile, scaled),
+        (n, T, C) for samples; the input of `point_errors`."""
+        return self._scaled(X)[1]
+
     # ------------------------------------------------------------------ training
-    def fit(self, X, y=None) -> SeriesAutoencoder:
+    def fit(self, X, y=None, *, run_dir: str | os.PathLike[str] | None = None,
+            resume: bool = False, run_metadata: dict[str, Any] | None = None
+            ) -> SeriesAutoencoder:
         """Train on normal data X (see the module docstring for the accepted forms). y is
-        ignored (unsupervised). Returns self."""
-        self._check_params()
+        ignored (unsupervised). run_dir: the training run directory (checkpoints, best
+        weights, log, config.json with the parameters and `run_metadata`; default a
+        temporary one); resume: continue the fit in run_dir exactly (same X and parameters).
+        Returns self."""
+        self.check_params()
         kind, raw, data = self._as_input(X, fitting=True)
-        self.input_kind_ = kind
         if kind == "samples" and self.season:
             raise ValueError("season: needs one long series with timestamps, not a (n, T, C) "
                              "sample array")
-        self.season_ = None
-        self.log_scale_ = None
         if kind == "samples" and self.regression:
             raise ValueError("regression: needs one long series (the points before and after "
                              "each window), not a (n, T, C) sample array")
+        self.input_kind_ = kind
+        self.season_ = None
+        self.log_scale_ = None
         if kind == "samples":
-            n, T, C = raw.shape
-            self.columns_ = [str(j) for j in range(C)]
-            self.columns_from_names_ = False
-            self.timestamp_name_ = None
-            rng = np.random.default_rng(self.seed)
-            n_val = int(round(self.val_fraction * n))
-            if n_val >= 1 and n - n_val >= 1:
-                perm = rng.permutation(n)
-                val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-                self.validation_ = "held-out samples"
-            else:
-                train_idx = val_idx = np.arange(n)
-                self.validation_ = "train"
-            if self.log_scale:
-                self.log_scale_ = ValueTransform.fit(raw[train_idx].reshape(-1, C),
-                                                     self.log_scale)
-                raw = self.log_scale_.apply(raw)
-            self.scaler_ = Scaler.fit(raw[train_idx].reshape(-1, C), self.columns_, "samples")
-            x = self.scaler_.transform(raw)                                   # (n, T, C)
-            train_windows = x[train_idx]
-            val_windows = x[val_idx]
-            train_set = _WindowSet.from_samples(train_windows)
-            val_set = _WindowSet.from_samples(val_windows)
+            x, train_set, val_set = self._prepare_samples(raw)
         else:
             assert data is not None
-            N, C = raw.shape
-            self.columns_ = list(data.columns)
-            self.columns_from_names_ = data.source != "array"
-            self.timestamp_name_ = data.timestamp_name
-            n_val = max(int(round(self.val_fraction * N)), self.window) if self.val_fraction else 0
-            if n_val and N - n_val >= self.window + 1:
-                split = N - n_val
-                self.validation_ = f"last {n_val} points"
-            else:
-                split = N
-                self.validation_ = "train"
-            if self.log_scale:  # decided on the training part, like the scaling
-                self.log_scale_ = ValueTransform.fit(raw[:split], self.log_scale)
-                raw = self.log_scale_.apply(raw)
-            if self.season:
-                # The daily profile from all the (normal) fitting data: the held-out tail is
-                # often what completes the two days it needs.
-                self.season_ = DailyProfile.fit(data.timestamps, raw, self.season, data.source)
-                raw = raw - self._season_values(data)
-            # Scaling statistics from the training part only.
-            self.scaler_ = Scaler.fit(raw[:split], self.columns_, data.source)
-            x = self.scaler_.transform(raw)                                   # (N, C)
-            # Regression (AER): each training window carries one extra point either side, the
-            # targets of the backward and forward predictions.
-            span = self.window + 2 if self.regression else self.window
-            train_set = _WindowSet(x[:split], window_starts(split, span, self.stride), span)
-            val_part = x[split:] if split < N and N - split >= span else x
-            val_set = _WindowSet(val_part, window_starts(len(val_part), span,
-                                                         self.score_stride_), span)
-        self.n_features_ = C
+            x, train_set, val_set = self._prepare_series(raw, data)
+        self.n_features_ = x.shape[-1]
         self.model_config_ = AutoencoderConfig(
-            n_features=C, hidden_size=int(self.hidden_size), latent_size=int(self.latent_size),
-            num_layers=int(self.num_layers), dropout=float(self.dropout),
-            reverse_target=bool(self.reverse_target), decoder_input=self.decoder_input,
-            regression=bool(self.regression))
-        self._train(train_set, val_set)
+            n_features=self.n_features_, hidden_size=int(self.hidden_size),
+            latent_size=int(self.latent_size), num_layers=int(self.num_layers),
+            dropout=float(self.dropout), reverse_target=bool(self.reverse_target),
+            decoder_input=self.decoder_input, regression=bool(self.regression))
+        with _run_directory(run_dir) as rd:
+            self.model_, self.history_ = train_autoencoder(
+                self.model_config_, train_set, val_set, run_dir=rd, epochs=int(self.epochs),
+                batch_size=int(self.batch_size), lr=float(self.lr),
+                regression=float(self.regression), seed=int(self.seed), device=self.device,
+                num_threads=self.num_threads, resume=resume, verbose=bool(self.verbose),
+                run_config={"format": RUN_FORMAT, "params": self._portable_params(),
+                            "metadata": run_metadata or {}})
+        # Per-position error levels on all normal fitting data (series: a point's windows hold
+        # it at different positions; samples: each step is always the same position).
+        self.position_profile_ = (self._runner().position_profile(x, self.effective_score_stride)
+                                  if kind == "series" else None)
         # Error model and threshold on normal held-out data (one-sided modes: all normal data).
         if kind == "samples":
-            self._fit_error_model(self._sample_errors(val_set.x))            # (n, T, C)
+            self.fit_error_model(self._runner().sample_errors(val_set.x))     # (n, T, C)
             where = f"normal validation data ({self.validation_})"
         elif self.threshold in ONE_SIDED:
-            self._fit_error_model(self._point_errors(x))                     # (N, C)
+            self.fit_error_model(self.point_errors(x))                       # (N, C)
             where = f"all {len(x)} normal fitting points (validation: {self.validation_})"
         else:
-            self._fit_error_model(self._point_errors(val_set.x))
+            self.fit_error_model(self.point_errors(val_set.x))
             where = f"normal validation data ({self.validation_})"
         self.threshold_source_ = f"{self._threshold_rule()} of {self.threshold} scores on {where}"
         return self
 
-    def _train(self, train_set: _WindowSet, val_set: _WindowSet) -> None:
-        with _threads(self.num_threads):
-            self._train_loop(train_set, val_set)
-
-    def _train_loop(self, train_set: _WindowSet, val_set: _WindowSet) -> None:
-        from tqdm.auto import tqdm
-
-        device = resolve_device(self.device)
+    def _prepare_samples(self, raw: np.ndarray) -> tuple[np.ndarray, WindowSet, WindowSet]:
+        """raw: (n, T, C) -> (scaled samples, training windows, validation windows); sets the
+        columns, validation split, log scale and scaler."""
+        n, T, C = raw.shape
+        self.columns_ = [str(j) for j in range(C)]
+        self.columns_from_names_ = False
+        self.timestamp_name_ = None
         rng = np.random.default_rng(self.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            model = LSTMAutoencoder(self.model_config_).to(device)
-            opt = torch.optim.Adam(model.parameters(), lr=self.lr)
-            best = (float("inf"), None)
-            self.history_: list[dict[str, float]] = []
-            n_batches = -(-len(train_set) // self.batch_size)
-            bar = tqdm(total=self.epochs * n_batches, disable=not self.verbose, unit="batch",
-                       desc="training", leave=True)
-            for epoch in range(self.epochs):
-                model.train()
-                order = rng.permutation(len(train_set))
-                total, count = 0.0, 0
-                for i in range(0, len(order), self.batch_size):
-                    xb = torch.from_numpy(train_set.batch(order[i:i + self.batch_size])).to(device)
-                    loss = _loss(model, xb, float(self.regression))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # LSTM gradient spikes
-                    opt.step()
-                    total += loss.item() * len(xb)
-                    count += len(xb)
-                    bar.update(1)
-                val_loss = _eval_loss(model, val_set, device, float(self.regression))
-                self.history_.append({"epoch": epoch + 1, "train_loss": total / count,
-                                      "val_loss": val_loss})
-                bar.set_postfix(train=f"{total / count:.4f}", val=f"{val_loss:.4f}")
-                if val_loss < best[0]:  # keep the weights of the best validation epoch
-                    best = (val_loss, {k: v.detach().clone() for k, v in
-                                       model.state_dict().items()})
-            bar.close()
-        if best[1] is not None:
-            model.load_state_dict(best[1])
-        model.eval()
-        self.model_ = model
+        n_val = int(round(self.val_fraction * n))
+        if n_val >= 1 and n - n_val >= 1:
+            perm = rng.permutation(n)
+            val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            self.validation_ = "held-out samples"
+        else:
+            train_idx = val_idx = np.arange(n)
+            self.validation_ = "train"
+        if self.log_scale:
+            self.log_scale_ = ValueTransform.fit(raw[train_idx].reshape(-1, C), self.log_scale)
+            raw = self.log_scale_.apply(raw)
+        self.scaler_ = Scaler.fit(raw[train_idx].reshape(-1, C), self.columns_, "samples")
+        x = self.scaler_.transform(raw)                                       # (n, T, C)
+        return x, WindowSet.from_samples(x[train_idx]), WindowSet.from_samples(x[val_idx])
 
-    # ------------------------------------------------------------------ inference core
-    def _run(self, x: np.ndarray, starts: np.ndarray, want_recon: bool = True):
-        """Yield (starts_b, x_b, recon_b, z_b) numpy batches over windows of x (N, C)."""
+    def _prepare_series(self, raw: np.ndarray, data: SeriesData
+                        ) -> tuple[np.ndarray, WindowSet, WindowSet]:
+        """raw: (N, C) -> (scaled series, training windows, validation windows): the held-out
+        tail, log scale, daily profile and scaler."""
+        N = len(raw)
+        self.columns_ = list(data.columns)
+        self.columns_from_names_ = data.source != "array"
+        self.timestamp_name_ = data.timestamp_name
+        n_val = max(int(round(self.val_fraction * N)), self.window) if self.val_fraction else 0
+        if n_val and N - n_val >= self.window + 1:
+            split = N - n_val
+            self.validation_ = f"last {n_val} points"
+        else:
+            split = N
+            self.validation_ = "train"
+        if self.log_scale:  # decided on the training part, like the scaling
+            self.log_scale_ = ValueTransform.fit(raw[:split], self.log_scale)
+            raw = self.log_scale_.apply(raw)
+        if self.season:
+            # The daily profile from all the (normal) fitting data: the held-out tail is
+            # often what completes the two days it needs.
+            self.season_ = DailyProfile.fit(data.timestamps, raw, self.season, data.source)
+            raw = raw - self._season_values(data)
+        # Scaling statistics from the training part only.
+        self.scaler_ = Scaler.fit(raw[:split], self.columns_, data.source)
+        x = self.scaler_.transform(raw)                                       # (N, C)
+        # Regression (AER): each training window carries one extra point either side, the
+        # targets of the backward and forward predictions.
+        span = self.window + 2 if self.regression else self.window
+        train_set = WindowSet(x[:split], window_starts(split, span, self.stride), span)
+        val_part = x[split:] if split < N and N - split >= span else x
+        val_set = WindowSet(val_part, window_starts(len(val_part), span,
+                                                    self.effective_score_stride), span)
+        return x, train_set, val_set
+
+    def _portable_params(self) -> dict[str, Any]:
+        """get_params() as JSON, for a machine without this one's device."""
+        params = self.get_params()
+        params["device"] = "cpu"
+        return params
+
+    # ------------------------------------------------------------------ errors and scores
+    def point_errors(self, x: np.ndarray, window_scores: list | None = None) -> np.ndarray:
+        """x: (N, C) series in model units (`scale`) -> (N, C) per-point error vectors ((N, 2C)
+        with `regression`), see `reconstruction.WindowRunner.point_errors`. When
+        `window_scores` is a list, each scoring window's mean score is appended to it."""
+        ws = None if window_scores is None else (self.score_errors, window_scores)
+        return self._runner().point_errors(
+            x, self.effective_score_stride, getattr(self, "position_profile_", None),
+            bool(self.regression), ws)
+
+    def score_errors(self, errors: np.ndarray, smooth: bool = True) -> np.ndarray:
+        """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores (smoothed along T
+        when `effective_smoothing` > 1 and `smooth`), under the fitted error model."""
         self._fitted()
-        device = resolve_device(self.device)
-        self.model_.eval()
-        with torch.no_grad(), _threads(self.num_threads):
-            for s, xb in iter_window_batches(x, starts, self.window, INFER_BATCH):
-                t = torch.from_numpy(xb).to(device)
-                if want_recon:
-                    recon, z = self.model_(t)
-                    yield s, xb, recon.cpu().numpy(), z.cpu().numpy()
-                else:
-                    yield s, xb, None, self.model_.embed(t, self.embedding).cpu().numpy()
+        # The EWMA starts at the mean normal score (absent in models saved before it).
+        return error_scores(errors, self.threshold, self.error_model_,
+                            self.effective_smoothing if smooth else 0,
+                            getattr(self, "score_level_", None))
 
-    def _point_errors(self, x: np.ndarray, window_errors: list | None = None) -> np.ndarray:
-        """x: (N, C) scaled -> (N, C) mean |x - x'| over the windows covering each point.
-        When `window_errors` is a list, each window's own (T, C) errors are summarised into it
-        as the mean error model score (for level="window")."""
-        acc = ErrorAccumulator(len(x), x.shape[1])
-        for s, xb, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
-            err = np.abs(xb - recon)                                          # (B, T, C)
-            acc.add(s, err)
-            if window_errors is not None and not self.regression:
-                window_errors.append(self._score_errors(err).mean(axis=1))   # (B,)
-        if not self.regression:
-            return acc.mean()
-        # AER: the regression errors are C more channels of the error vector, so the error model
-        # and the relative score weigh reconstruction and prediction alike.
-        errors = np.concatenate([acc.mean(), self._regression_errors(x)], axis=1)  # (N, 2C)
-        if window_errors is not None:  # a window's score: the mean of its points' scores
-            point = self._score_errors(errors)                                # (N,)
-            starts = window_starts(len(x), self.window, self.score_stride_)
-            csum = np.concatenate([[0.0], np.cumsum(point)])
-            window_errors.append((csum[starts + self.window] - csum[starts]) / self.window)
-        return errors
+    def _threshold_rule(self) -> str:
+        return threshold_rule(self.threshold, self.threshold_quantile,
+                              getattr(self, "threshold_z_", None))
 
-    def _regression_errors(self, x: np.ndarray) -> np.ndarray:
-        """AER's bi-directional regression error. x: (N, C) scaled -> (N, C): for each point,
-        |x - forward prediction| from the window that ends just before it and |x - backward
-        prediction| from the window that starts just after it, averaged where both exist (one
-        at the series' ends; a point neither reaches, possible only when N < 2 window + 1,
-        takes its nearest neighbour's)."""
-        N, C, T = len(x), x.shape[1], self.window
-        fwd = np.full((N, C), np.nan)
-        bwd = np.full((N, C), np.nan)
-        device = resolve_device(self.device)
-        self.model_.eval()
-        with torch.no_grad(), _threads(self.num_threads):
-            for s, xb in iter_window_batches(x, np.arange(N - T + 1), T, INFER_BATCH):
-                prev, _, nxt, _ = self.model_.forward_regression(torch.from_numpy(xb).to(device))
-                ok = s + T < N                      # the window has a point after it
-                fwd[s[ok] + T] = np.abs(x[s[ok] + T] - nxt.cpu().numpy()[ok])
-                ok = s >= 1                         # ... and one before it
-                bwd[s[ok] - 1] = np.abs(x[s[ok] - 1] - prev.cpu().numpy()[ok])
-        both = np.stack([fwd, bwd])                                           # (2, N, C)
-        have = np.isfinite(both).sum(axis=0)                                  # (N, C)
-        out = np.where(have > 0, np.nansum(both, axis=0) / np.maximum(have, 1), np.nan)
-        if np.isnan(out).any():
-            idx = np.flatnonzero(np.isfinite(out[:, 0]))
-            if len(idx) == 0:  # N == window: one window, no point before or after it
-                return np.zeros((N, C))
-            nearest = idx[np.abs(np.arange(N)[:, None] - idx[None]).argmin(axis=1)]
-            out = out[nearest]
-        return out
+    def fit_error_model(self, errors: np.ndarray, refit_model: bool = True) -> SeriesAutoencoder:
+        """Fit the error model (unless not `refit_model`) and the threshold on errors of
+        normal data: (..., T, C) per-point error vectors (`point_errors`), time-ordered along
+        T. Does not touch `threshold_source_`."""
+        if refit_model:
+            self.error_model_ = GaussianErrorModel.fit(errors.reshape(-1, errors.shape[-1]))
+            self.score_level_ = float(self.score_errors(errors, smooth=False).mean())
+        scores = self.score_errors(errors).ravel()
+        self.threshold_, z = fit_threshold(scores, self.threshold, self.threshold_quantile)
+        if z is not None:
+            self.threshold_z_ = z
+        return self
 
     def _sample_errors(self, x: np.ndarray) -> np.ndarray:
         """x: (n, T, C) scaled samples -> (n, T, C) absolute reconstruction errors."""
         if self.regression:
             raise ValueError("X: a regression model scores one long series, not (n, T, C) "
                              "samples (a sample has no points before and after it)")
-        out = []
-        flat = x.reshape(-1, x.shape[2])
-        starts = np.arange(len(x)) * self.window  # each sample is one window of the flat array
-        for _, xb, recon, _ in self._run(flat, starts):
-            out.append(np.abs(xb - recon))
-        return np.concatenate(out)
-
-    def _score_errors(self, errors: np.ndarray) -> np.ndarray:
-        """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores (smoothed along T
-        when `smoothing_` > 1)."""
-        if self.threshold == "gaussian":
-            s = self.error_model_.score(errors)
-        elif self.threshold == "quantile":
-            s = errors.mean(axis=-1)
-        else:
-            s = relative_error(errors, self.error_model_.mean)
-        return ewma(s, self.smoothing_)
-
-    def _threshold_rule(self) -> str:
-        return {"sigma": "mean + 4 std", "sigma_max": "max(mean + 4 std, highest score)",
-                "dynamic": f"Hundman's dynamic threshold "
-                f"(z = {getattr(self, 'threshold_z_', float('nan')):g})"}.get(
-                    self.threshold, f"quantile {self.threshold_quantile}")
-
-    def _fit_error_model(self, errors: np.ndarray, refit_model: bool = True) -> None:
-        """errors: (..., T, C) per-point error vectors of normal data, time-ordered along T."""
-        if refit_model:
-            self.error_model_ = GaussianErrorModel.fit(errors.reshape(-1, errors.shape[-1]))
-        scores = self._score_errors(errors).ravel()
-        if self.threshold == "sigma":
-            self.threshold_ = sigma_threshold(scores)
-        elif self.threshold == "sigma_max":
-            self.threshold_ = sigma_max_threshold(scores)
-        elif self.threshold == "dynamic":
-            self.threshold_, self.threshold_z_ = dynamic_threshold(scores)
-        else:
-            self.threshold_ = quantile_threshold(scores, self.threshold_quantile)
+        return self._runner().sample_errors(x)
 
     # ------------------------------------------------------------------ public API
     def transform(self, X) -> np.ndarray:
@@ -584,11 +515,10 @@ class SeriesAutoencoder:
         if self.embedding not in EMBEDDINGS:
             raise ValueError(f"embedding: expected one of {EMBEDDINGS}, got {self.embedding!r}")
         kind, x, _ = self._scaled(X)
-        if kind == "samples":
-            flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window
-        else:
-            flat, starts = x, window_starts(len(x), self.window, self.stride)
-        return np.concatenate([z for *_, z in self._run(flat, starts, want_recon=False)])
+        runner = self._runner()
+        batches = runner.run_samples(x, self.embedding) if kind == "samples" else \
+            runner.run(x, window_starts(len(x), self.window, self.stride), self.embedding)
+        return np.concatenate([z for *_, z in batches])
 
     def encoder_gates(self, X, start: int = 0):
         """The encoder LSTM's gates over one window, for `seqlab gates`-style pictures.
@@ -615,15 +545,15 @@ class SeriesAutoencoder:
 
     def reconstruct(self, X) -> np.ndarray:
         """The reconstruction in original units: (N, C) for a series (mean over the windows
-        covering each point, every `score_stride_`), (n, T, C) for samples. A 1-D input gives
-        a 1-D output."""
+        covering each point, every `effective_score_stride`), (n, T, C) for samples. A 1-D
+        input gives a 1-D output."""
         kind, x, _, prof = self._scaled_with_profile(X)
+        runner = self._runner()
         if kind == "samples":
-            flat, starts = x.reshape(-1, x.shape[2]), np.arange(len(x)) * self.window
-            recon = np.concatenate([r for _, _, r, _ in self._run(flat, starts)])
-            return self._original(recon)
+            return self._original(np.concatenate([r for *_, r, _ in runner.run_samples(x)]))
         acc = ErrorAccumulator(len(x), x.shape[1])
-        for s, _, recon, _ in self._run(x, window_starts(len(x), self.window, self.score_stride_)):
+        stride = self.effective_score_stride
+        for s, _, recon, _ in runner.run(x, window_starts(len(x), self.window, stride)):
             acc.add(s, recon)
         out = self._original(acc.mean(), prof)
         return out[:, 0] if np.ndim(X) == 1 and not isinstance(X, str | os.PathLike) else out
@@ -632,18 +562,18 @@ class SeriesAutoencoder:
         """Anomaly scores, higher = more anomalous.
 
         level="point": (N,) per time point for a series, (n, T) for samples.
-        level="window": (n_windows,) for a series (windows every `score_stride_` points, each
-        scored by the mean score of its own errors), (n,) for samples.
+        level="window": (n_windows,) for a series (windows every `effective_score_stride`
+        points, each scored by the mean score of its own errors), (n,) for samples.
         """
         self._fitted()
         if level not in ("point", "window"):
             raise ValueError(f"level: expected 'point' or 'window', got {level!r}")
         kind, x, _ = self._scaled(X)
         if kind == "samples":
-            scores = self._score_errors(self._sample_errors(x))              # (n, T)
+            scores = self.score_errors(self._sample_errors(x))               # (n, T)
             return scores if level == "point" else scores.mean(axis=1)
         per_window: list[np.ndarray] = []
-        point = self._score_errors(self._point_errors(x, per_window))        # (N,)
+        point = self.score_errors(self.point_errors(x, per_window))          # (N,)
         return point if level == "point" else np.concatenate(per_window)
 
     def predict(self, X) -> np.ndarray:
@@ -661,20 +591,24 @@ class SeriesAutoencoder:
                       scores: np.ndarray | None = None) -> list[tuple[int, int]]:
         """Flagged points merged into inclusive (start, end) index intervals. Events fewer than
         `min_gap` points apart are merged (default window // 2; 0 = only touching points), then
-        pruned when `prune_` > 0 (`scoring.prune_events`: events whose peak is not clearly above
-        the smaller ones and the unflagged scores of X are dropped; no labels involved).
+        pruned when `effective_prune` > 0 (`scoring.prune_events`: events whose peak is not
+        clearly above the smaller ones and the unflagged scores of X are dropped; no labels
+        involved).
         `scores` reuses already computed point scores of X."""
         s = self.score_samples(X) if scores is None else scores
         if s.ndim != 1:
             raise ValueError("detect_events: expects a single series, not samples")
         gap = self.window // 2 if min_gap is None else int(min_gap)
-        return prune_events(flags_to_events(s > self.threshold_, gap), s, self.prune_)
+        return prune_events(flags_to_events(s > self.threshold_, gap), s, self.effective_prune)
 
     def fit_threshold(self, X_normal, refit_error_model: bool = True) -> SeriesAutoencoder:
         """Recompute the threshold (and by default the error model) from normal data only."""
         kind, x, _ = self._scaled(X_normal)
-        errors = self._sample_errors(x) if kind == "samples" else self._point_errors(x)
-        self._fit_error_model(errors, refit_error_model)
+        if kind == "series" and refit_error_model:
+            self.position_profile_ = self._runner().position_profile(
+                x, self.effective_score_stride)
+        errors = self._sample_errors(x) if kind == "samples" else self.point_errors(x)
+        self.fit_error_model(errors, refit_error_model)
         n = int(np.prod(errors.shape[:-1]))
         self.threshold_source_ = f"{self._threshold_rule()} of {self.threshold} scores on " \
                                  f"normal data given to fit_threshold ({n} points)"
@@ -699,8 +633,7 @@ class SeriesAutoencoder:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_safetensors_atomic(self.model_.state_dict(), d / "model.safetensors")
-        params = self.get_params()
-        params["device"] = "cpu"
+        params = self._portable_params()
         config = {
             "format": FORMAT,
             "params": params,
@@ -715,7 +648,10 @@ class SeriesAutoencoder:
             "season": None if self.season_ is None else self.season_.to_dict(),
             "log_scale": None if self.log_scale_ is None else self.log_scale_.to_dict(),
             "error_model": self.error_model_.to_dict(),
+            "position_profile": None if self.position_profile_ is None
+            else self.position_profile_.to_dict(),
             "threshold": self.threshold_,
+            "score_level": self.score_level_,
             "threshold_source": self.threshold_source_,
             "validation": self.validation_,
             "history": self.history_,
@@ -755,77 +691,23 @@ class SeriesAutoencoder:
         vt = config.get("log_scale")  # absent in models saved before the option existed
         est.log_scale_ = None if vt is None else ValueTransform.from_dict(vt)
         est.error_model_ = GaussianErrorModel.from_dict(config["error_model"])
+        pp = config.get("position_profile")  # absent in models saved before it existed
+        est.position_profile_ = None if pp is None else PositionProfile.from_dict(pp)
         est.threshold_ = float(config["threshold"])
+        est.score_level_ = config.get("score_level")
         est.threshold_source_ = config["threshold_source"]
         est.validation_ = config["validation"]
         est.history_ = config["history"]
         return est
 
-
-class _WindowSet:
-    """Training windows without materialising them: x (N, C) + window starts."""
-
-    def __init__(self, x: np.ndarray, starts: np.ndarray, window: int):
-        self.x, self.starts, self.window = x, starts, window
-        self._view = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)  # (., C, T)
-
-    @classmethod
-    def from_samples(cls, samples: np.ndarray) -> _WindowSet:
-        n, T, C = samples.shape
-        ws = cls(np.ascontiguousarray(samples.reshape(n * T, C)), np.arange(n) * T, T)
-        ws.x = samples  # keep the (n, T, C) form for sample-level error fitting
-        return ws
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def batch(self, idx: np.ndarray) -> np.ndarray:
-        """(B, T, C) float32 copy of the windows idx."""
-        return np.ascontiguousarray(self._view[self.starts[idx]].transpose(0, 2, 1),
-                                    dtype=np.float32)
-
-
-def _loss(model: LSTMAutoencoder, xb: torch.Tensor, regression: float) -> torch.Tensor:
-    """The training objective on a batch. Plain: MSE of the reconstruction, xb (B, T, C).
-    AER (regression = ratio r > 0): xb (B, T + 2, C), the window plus one point either side;
-    (1 - r) * MSE(reconstruction of xb[:, 1:-1]) + r / 2 * (MSE(backward prediction of xb[:, 0])
-    + MSE(forward prediction of xb[:, -1])), AER's weighting."""
-    if not regression:
-        recon, _ = model(xb)                                                  # (B, T, C)
-        return nn.functional.mse_loss(recon, xb)
-    prev, recon, nxt, _ = model.forward_regression(xb[:, 1:-1])
-    mse = nn.functional.mse_loss
-    return (1.0 - regression) * mse(recon, xb[:, 1:-1]) \
-        + 0.5 * regression * (mse(prev, xb[:, 0]) + mse(nxt, xb[:, -1]))
-
-
-def _eval_loss(model: LSTMAutoencoder, ws: _WindowSet, device: torch.device,
-               regression: float = 0.0) -> float:
-    """The training objective (`_loss`) in eval mode (free-running decoder), mean over ws."""
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(ws), INFER_BATCH):
-            xb = torch.from_numpy(ws.batch(np.arange(i, min(i + INFER_BATCH, len(ws))))).to(device)
-            total += float(_loss(model, xb, regression)) * len(xb)
-            count += len(xb)
-    return total / max(count, 1)
-
-
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """Run with n torch threads (None: leave torch's setting), restoring it afterwards. The
-    small recurrent matmuls of this model are often fastest on 1 thread, and far more so when
-    other processes share the cores (see docs/cpu notes)."""
-    if not n:
-        yield
+def _run_directory(run_dir: str | os.PathLike[str] | None) -> Iterator[Path]:
+    """run_dir as a Path, or a temporary directory removed afterwards."""
+    if run_dir is not None:
+        yield Path(run_dir)
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    with tempfile.TemporaryDirectory(prefix="seqlab-series-") as tmp:
+        yield Path(tmp) / "run"
 
 
 def _csv_header(path: Path) -> list[str]:

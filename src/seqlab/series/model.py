@@ -154,3 +154,17 @@ class LSTMAutoencoder(nn.Module):
         if self.cfg.reverse_target:
             y = y.flip(1)
         return y, z
+
+
+def autoencoder_loss(model: LSTMAutoencoder, xb: torch.Tensor, regression: float) -> torch.Tensor:
+    """The training objective on a batch. Plain: MSE of the reconstruction, xb (B, T, C).
+    AER (regression = ratio r > 0): xb (B, T + 2, C), the window plus one point either side;
+    (1 - r) * MSE(reconstruction of xb[:, 1:-1]) + r / 2 * (MSE(backward prediction of xb[:, 0])
+    + MSE(forward prediction of xb[:, -1])), AER's weighting."""
+    mse = nn.functional.mse_loss
+    if not regression:
+        recon, _ = model(xb)                                                  # (B, T, C)
+        return mse(recon, xb)
+    prev, recon, nxt, _ = model.forward_regression(xb[:, 1:-1])
+    return (1.0 - regression) * mse(recon, xb[:, 1:-1]) \
+        + 0.5 * regression * (mse(prev, xb[:, 0]) + mse(nxt, xb[:, -1]))

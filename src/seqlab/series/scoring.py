@@ -1,8 +1,8 @@
 """From reconstruction errors to anomaly scores, thresholds and events.
 
-1. Per-point error: each window's absolute error |x - x'| (scaled units), averaged over all
-   windows that cover the point (`ErrorAccumulator`; mean, so points at the series' ends that
-   fewer windows cover are on the same scale as the rest).
+1. Per-point error: each window's absolute error |x - x'| (scaled units), equalised per window
+   position (`PositionProfile`), averaged over all windows that cover the point
+   (`ErrorAccumulator`).
 2. Error model (EncDec-AD, Malhotra et al. 2016): a Gaussian N(mu, Sigma) fitted to the per-point
    error vectors (one per time point, C channels) on normal validation data; the anomaly score
    is the squared Mahalanobis distance (e - mu)^T Sigma^-1 (e - mu), i.e. the Gaussian's negative
@@ -52,6 +52,73 @@ class ErrorAccumulator:
         if (self.count == 0).any():
             raise ValueError("some points are covered by no window")
         return self.sum / self.count[:, None]
+
+
+@dataclass
+class PositionProfile:
+    """How well the model rebuilds each position of a window, from normal data; equalises it.
+
+    An autoencoder does not rebuild every position of a window equally well: the first and last
+    steps (where the encoder has seen least context, or the decoder starts from the latent
+    state alone) typically have a normal error several times the middle's. A point inside the
+    series is averaged over windows at every position, so that bias averages out; a point at
+    the series' ends is covered only by windows that hold it at their first (or last) few
+    positions, so its error, hence its anomaly score, was inflated by the position alone: the
+    spurious "anomaly" at index 0 or at the series' end.
+
+    The fix makes each position's error comparable before any averaging: an error at window
+    position t, channel c is multiplied by weight[t, c] = m[c] / m[t, c], where m[t, c] is the
+    model's mean error at that position on normal data and m[c] its mean over positions. On
+    normal data every position then has the same expected error m[c] (the channel's usual
+    level, so error units and thresholds keep their meaning), and a point's error no longer
+    depends on where the windows covering it put it: an edge point is judged against what the
+    model normally gets wrong at the edge. Error statistics come from normal data only, as the
+    error model's do (no labels).
+
+    That equalises the mean, not the spread: an interior point averages ~T / stride windows, a
+    point at the series' ends only a few, so its error is noisier and crosses a threshold set
+    on interior points by chance. `shrink` gives a point covered by k of the full K windows
+    the deviation sqrt(k / K) * (mean error - level): the same variance as an interior point
+    when the windows' errors are independent, less when they are correlated (overlapping
+    windows share the point's noise), so the ends are never noisier than the interior. Seen
+    another way, the windows the series' ends cut off count as normal ones (error = level),
+    weighted for independent evidence; the same prior starts the score's EWMA (`ewma`).
+
+    weight: (T, C) float64, mean 1 over T for each channel; level: (C,) mean normal error m[c].
+    """
+
+    weight: np.ndarray
+    level: np.ndarray
+
+    @classmethod
+    def fit(cls, position_sum: np.ndarray, count: int) -> PositionProfile:
+        """position_sum: (T, C) summed absolute errors at each window position over `count`
+        windows of normal data."""
+        m = np.asarray(position_sum, dtype=np.float64) / max(int(count), 1)  # (T, C)
+        level = m.mean(axis=0, keepdims=True)                                # (1, C)
+        # A position (or channel) rebuilt perfectly keeps weight 1 instead of dividing by ~0.
+        floor = np.maximum(level, 1e-12) * 1e-3
+        weight = np.where(m > floor, level / np.maximum(m, floor), 1.0)
+        return cls(weight=weight, level=level[0])
+
+    def apply(self, errors: np.ndarray) -> np.ndarray:
+        """errors: (B, T, C) per-window absolute errors -> (B, T, C) equalised errors."""
+        return errors * self.weight
+
+    def shrink(self, errors: np.ndarray, count: np.ndarray, full: int) -> np.ndarray:
+        """errors: (N, C) per-point means of equalised errors over count (N,) windows each;
+        full: the windows covering an interior point. Returns (N, C): interior points
+        unchanged, the others' deviation from `level` scaled by sqrt(count / full)."""
+        k = np.sqrt(np.minimum(count / max(int(full), 1), 1.0))[:, None]  # (N, 1)
+        return self.level + k * (errors - self.level)
+
+    def to_dict(self) -> dict:
+        return {"weight": self.weight.tolist(), "level": self.level.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PositionProfile:
+        return cls(weight=np.asarray(d["weight"], dtype=np.float64),
+                   level=np.asarray(d["level"], dtype=np.float64))
 
 
 @dataclass
@@ -148,11 +215,15 @@ def event_peaks(events: list[tuple[int, int]], scores: np.ndarray) -> list[float
     return [float(scores[s:e + 1].max()) for s, e in events]
 
 
-def ewma(scores: np.ndarray, span: float) -> np.ndarray:
+def ewma(scores: np.ndarray, span: float, initial: float | None = None) -> np.ndarray:
     """Exponentially weighted moving average along the last axis (time).
 
     scores: (..., N). span >= 1: smoothing factor alpha = 2 / (span + 1) (pandas' `span`,
-    `adjust=False`); the average starts at the first value. span <= 1 returns scores unchanged.
+    `adjust=False`). initial: the average's value before the first point; None starts at the
+    first value (y[0] = scores[0], pandas). Starting at the first value leaves the first points
+    almost unsmoothed, so a series' start has the variance of a raw score and crosses a
+    threshold set on smoothed scores by chance; the estimator passes the mean normal score, as
+    if the series were preceded by normal behaviour. span <= 1 returns scores unchanged.
     Causal: y[t] depends on scores[..., :t + 1] only, so it streams.
     """
     from scipy.signal import lfilter
@@ -161,8 +232,9 @@ def ewma(scores: np.ndarray, span: float) -> np.ndarray:
     if span <= 1 or scores.shape[-1] == 0:
         return scores
     alpha = 2.0 / (float(span) + 1.0)
-    # y[t] = alpha x[t] + (1 - alpha) y[t-1], with y[-1] = x[0] so that y[0] = x[0].
-    zi = (1.0 - alpha) * scores[..., :1]
+    # y[t] = alpha x[t] + (1 - alpha) y[t-1], with y[-1] = initial (default x[0]: y[0] = x[0]).
+    start = scores[..., :1] if initial is None else np.full_like(scores[..., :1], initial)
+    zi = (1.0 - alpha) * start
     y, _ = lfilter([alpha], [1.0, alpha - 1.0], scores, axis=-1, zi=zi)
     return y
 
@@ -274,3 +346,41 @@ def prune_events(events: list[tuple[int, int]], scores: np.ndarray,
     n_keep = int(big[-1]) + 1 if len(big) else 0
     keep = set(order[:n_keep].tolist())
     return [ev for i, ev in enumerate(events) if i in keep]
+
+
+THRESHOLDS = ("gaussian", "quantile", "sigma", "sigma_max", "dynamic")
+ONE_SIDED = ("sigma", "sigma_max", "dynamic")  # smoothed relative error, threshold on all data
+
+
+def error_scores(errors: np.ndarray, mode: str, error_model: GaussianErrorModel,
+                 smoothing: int = 0, initial: float | None = None) -> np.ndarray:
+    """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores for threshold `mode`:
+    "gaussian" the error model's Mahalanobis distance, "quantile" the mean error over channels,
+    the one-sided modes `relative_error` to the model's mean; then `ewma(span=smoothing)`
+    starting at `initial` (see `ewma`)."""
+    if mode == "gaussian":
+        s = error_model.score(errors)
+    elif mode == "quantile":
+        s = errors.mean(axis=-1)
+    else:
+        s = relative_error(errors, error_model.mean)
+    return ewma(s, smoothing, initial)
+
+
+def fit_threshold(scores: np.ndarray, mode: str, quantile: float) -> tuple[float, float | None]:
+    """The threshold of `mode` from scores (N,) on normal data: (threshold, Hundman's z for
+    "dynamic", else None)."""
+    if mode == "sigma":
+        return sigma_threshold(scores), None
+    if mode == "sigma_max":
+        return sigma_max_threshold(scores), None
+    if mode == "dynamic":
+        return dynamic_threshold(scores)
+    return quantile_threshold(scores, quantile), None
+
+
+def threshold_rule(mode: str, quantile: float, z: float | None = None) -> str:
+    """How `fit_threshold` set the threshold, in words (for `threshold_source_`)."""
+    return {"sigma": "mean + 4 std", "sigma_max": "max(mean + 4 std, highest score)",
+            "dynamic": f"Hundman's dynamic threshold (z = {float('nan') if z is None else z:g})"
+            }.get(mode, f"quantile {quantile}")

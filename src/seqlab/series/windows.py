@@ -51,6 +51,34 @@ def iter_window_batches(x: np.ndarray, starts: np.ndarray, window: int,
         yield s, np.ascontiguousarray(view[s], dtype=np.float32)
 
 
+class WindowSet:
+    """Training windows without materialising them: x (N, C) + window starts (n_windows,).
+
+    `batch(idx)` copies only the windows asked for. `x` keeps the (n, T, C) form for a sample
+    set (`from_samples`), for sample-level error fitting.
+    """
+
+    def __init__(self, x: np.ndarray, starts: np.ndarray, window: int):
+        self.x, self.starts, self.window = x, starts, window
+        self._view = np.lib.stride_tricks.sliding_window_view(x, window, axis=0)  # (., C, T)
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray) -> WindowSet:
+        """samples: (n, T, C), each one window."""
+        n, T, C = samples.shape
+        ws = cls(np.ascontiguousarray(samples.reshape(n * T, C)), np.arange(n) * T, T)
+        ws.x = samples
+        return ws
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, idx: np.ndarray) -> np.ndarray:
+        """(B, T, C) float32 copy of the windows idx."""
+        return np.ascontiguousarray(self._view[self.starts[idx]].transpose(0, 2, 1),
+                                    dtype=np.float32)
+
+
 def point_coverage(n: int, starts: np.ndarray, window: int) -> np.ndarray:
     """How many windows cover each point. Returns (n,) int64 (>= 1 with `window_starts`)."""
     diff = np.zeros(n + 1, dtype=np.int64)

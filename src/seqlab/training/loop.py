@@ -31,6 +31,10 @@ state is in the checkpoint. "auto" picks what is fast where the run starts
 (`seqlab.device.resolve_precision`) and config.json records the choice. Exact resume holds
 within a precision and a device.
 
+Evaluation runs every `eval_every` steps, or with `eval_per_epoch` at the end of every epoch
+(epoch-based training, e.g. the series autoencoder: the best epoch's weights are kept); the
+checkpoint is written at each evaluation either way.
+
 Every file is written atomically (seqlab.io), the checkpoint as one file, so a run killed at any
 moment resumes from a consistent state. `resume=True` continues exactly: the same batches in the
 same order, the same dropout masks, the same schedule, hence the same final weights as a run
@@ -91,6 +95,7 @@ class TrainConfig:
     max_epochs: int = 100
     time_budget_min: float | None = None
     eval_every: int = 500
+    eval_per_epoch: bool = False       # evaluate at each epoch's end instead of every eval_every
     eval_sentences: int = 500
     eval_batch_size: int = 128
     patience: int = 8
@@ -305,6 +310,22 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                             f"best_dev_{metric}": prog.best_bleu, "lr": sched.lr(prog.step)})
         return score
 
+    def periodic_eval() -> str | None:
+        """Evaluate, step the schedule, checkpoint; returns "early_stopping" or None."""
+        nonlocal win_t0
+        t_eval = time.perf_counter()
+        score = run_eval(periodic=True)
+        msg = (f"step {prog.step}: dev {label} {score:.2f} "
+               f"(best {prog.best_bleu:.2f}), lr {sched.lr(prog.step):.2e}")
+        if progress:
+            bar.write(msg)
+        else:
+            echo(msg)
+        stop = "early_stopping" if prog.evals_since_best >= train_cfg.patience else None
+        save_checkpoint()
+        win_t0 += time.perf_counter() - t_eval   # evaluation time is not training time
+        return stop
+
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
@@ -363,25 +384,17 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                                 refresh=False)
                 write_log()   # small; lines past the last checkpoint are dropped on resume
                 win_units, win_tokens, win_loss, win_t0 = 0, 0, 0.0, time.perf_counter()
-            if prog.step % train_cfg.eval_every == 0:
-                t_eval = time.perf_counter()
-                score = run_eval(periodic=True)
+            if not train_cfg.eval_per_epoch and prog.step % train_cfg.eval_every == 0:
+                stop = periodic_eval()
                 last_eval_step = prog.step
-                msg = (f"step {prog.step}: dev {label} {score:.2f} "
-                       f"(best {prog.best_bleu:.2f}), lr {sched.lr(prog.step):.2e}")
-                if progress:
-                    bar.write(msg)
-                else:
-                    echo(msg)
-                if prog.evals_since_best >= train_cfg.patience:
-                    stop = "early_stopping"
-                save_checkpoint()
-                win_t0 += time.perf_counter() - t_eval   # evaluation time is not training time
                 if stop:
                     break
         else:
             prog.epoch += 1
             prog.batch_pos = 0
+            if train_cfg.eval_per_epoch:
+                stop = periodic_eval()
+                last_eval_step = prog.step
     bar.close()
     elapsed = time.perf_counter() - t_start
     if last_eval_step != prog.step or not (out / MODEL_FILE).exists():
