@@ -93,24 +93,47 @@ def loss_and_grad(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dic
     return {"loss": loss.item(), "n_tokens": int(n), "grad_norm": float(grad)}
 
 
-def main(path: str) -> None:
-    from seqlab.caption.model import CaptionerConfig, CaptionModel
-    from seqlab.translate.model import Seq2Seq, TranslatorConfig
+def make_model(name: str, old_cfg: dict[str, Any]) -> torch.nn.Module:
+    """The model of case `name`, built under `SEED`, from its settings in the old field names:
+    through today's config classes (converted as an old run's config.json is) or, on the code
+    before the refactor, through the old ones."""
+    translator = name.startswith("translator")
+    try:
+        if translator:
+            from seqlab.translate.model import Seq2Seq as Model
+            from seqlab.translate.model import Seq2SeqConfig as Config
+            from seqlab.translate.run import FORMAT_V1, upgrade_run_config
+        else:
+            from seqlab.caption.model import CaptionerConfig as Config
+            from seqlab.caption.model import CaptionModel as Model
+            from seqlab.caption.run import FORMAT_V1, upgrade_run_config
+        cfg = Config.from_dict(upgrade_run_config({"format": FORMAT_V1,
+                                                   "model": dict(old_cfg)})["model"])
+    except ImportError:   # the code before the refactor (commit e96c235)
+        if translator:
+            from seqlab.translate.model import Seq2Seq as Model
+            from seqlab.translate.model import TranslatorConfig as Config
+        else:
+            from seqlab.caption.model import CaptionerConfig as Config
+            from seqlab.caption.model import CaptionModel as Model
+        cfg = Config.from_dict(dict(old_cfg))
+    torch.manual_seed(SEED)
+    return Model(cfg)
 
+
+def batch_for(name: str, old_cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    if name.startswith("translator"):
+        return translator_batch(old_cfg["src_vocab_size"], old_cfg["tgt_vocab_size"])
+    return caption_batch(old_cfg["vocab_size"], old_cfg["image_size"])
+
+
+def main(path: str) -> None:
     result: dict[str, Any] = {"seed": SEED, "models": {}}
-    for name, kw in TRANSLATOR_CASES.items():
-        torch.manual_seed(SEED)
-        model = Seq2Seq(TranslatorConfig(**kw))
-        result["models"][name] = {"config": kw, "weights": fingerprint(model),
-                                  "step": loss_and_grad(model, translator_batch(
-                                      kw["src_vocab_size"], kw["tgt_vocab_size"]))}
-    for name, kw in CAPTIONER_CASES.items():
-        torch.manual_seed(SEED)
-        model = CaptionModel(CaptionerConfig(**kw))
-        result["models"][name] = {"config": {**kw, "channels": list(kw["channels"])},
-                                  "weights": fingerprint(model),
-                                  "step": loss_and_grad(model, caption_batch(
-                                      kw["vocab_size"], kw["image_size"]))}
+    for name, kw in {**TRANSLATOR_CASES, **CAPTIONER_CASES}.items():
+        model = make_model(name, kw)
+        cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}
+        result["models"][name] = {"config": cfg, "weights": fingerprint(model),
+                                  "step": loss_and_grad(model, batch_for(name, kw))}
     with open(path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
         f.write("\n")

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from seqlab.caption.api import Caption, Captioner
-from seqlab.caption.data import CaptionSplits, read_caption_folder
-from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
+from seqlab.caption.data import CaptionDataConfig, CaptionSplits, read_caption_folder
+from seqlab.caption.train import default_train_config, train_captioner
 from seqlab.cli import main
 from seqlab.errors import UserError
 
-TINY = dict(channels=(8, 16), feat_dim=32, emb_dim=32, dec_hidden=32, dropout=0.0,
+TINY = dict(channels=(8, 16), feat_dim=32, embedding_dim=32, hidden_size=32, dropout=0.0,
             label_smoothing=0.0)
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60),
            "yellow": (230, 200, 20)}

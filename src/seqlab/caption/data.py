@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from seqlab.caption.emoji import prepare_emoji
 from seqlab.errors import UserError
 
 TSV_NAME = "captions.tsv"
@@ -256,3 +257,33 @@ def split_dataset(ds: CaptionDataset, mode: str = "random", test_frac: float = 0
         raise UserError(f"{ds.source}: {len(ds)} images are too few to split "
                         f"(test {test_frac}, dev {dev_frac}); nothing left for training")
     return CaptionSplits(ds.subset(tr), ds.subset(dv), ds.subset(te), mode)
+
+
+@dataclass
+class CaptionDataConfig:
+    """Where a captioner's data comes from and how it is split and tokenised."""
+
+    data: str = "emoji"            # "emoji" (built-in) or a folder with captions.tsv, or a TSV
+    split: str = "random"          # random | grouped
+    test_frac: float = 0.1
+    dev_frac: float = 0.05
+    split_seed: int = 1234
+    vocab_size: int = 1000
+    image_size: int = 64
+
+
+def load_dataset(data_cfg: CaptionDataConfig) -> CaptionDataset:
+    """The images and captions `data_cfg.data` names (the emoji set is fetched once)."""
+    if data_cfg.data == "emoji":
+        folder: Path = prepare_emoji()
+    else:
+        folder = Path(data_cfg.data)
+    return read_caption_folder(folder, image_size=data_cfg.image_size)
+
+
+def load_splits(data_cfg: CaptionDataConfig, dataset: CaptionDataset | None = None
+                ) -> CaptionSplits:
+    """Read the data and split it as `data_cfg` says (deterministic)."""
+    ds = dataset if dataset is not None else load_dataset(data_cfg)
+    return split_dataset(ds, data_cfg.split, data_cfg.test_frac, data_cfg.dev_frac,
+                         data_cfg.split_seed)
