@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from seqlab.caption.data import CaptionDataConfig, CaptionDataset, load_image, load_splits, to_rgb
 from seqlab.caption.encoder import images_to_tensor
@@ -161,8 +162,6 @@ class Captioner:
         return cls(model, tok, cfg, Path(run_dir))
 
     def _pixels(self, images: Sequence[ImageLike]) -> np.ndarray:
-        from PIL import Image
-
         S = self.image_size
         out = np.empty((len(images), S, S, 3), np.uint8)
         for i, im in enumerate(images):

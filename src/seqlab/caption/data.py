@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from seqlab.caption.emoji import prepare_emoji
 from seqlab.errors import UserError
@@ -90,8 +91,6 @@ class CaptionDataset:
 
 def to_rgb(img: Any, size: int, where: str = "image") -> np.ndarray:
     """A PIL image of any mode -> (size, size, 3) uint8 RGB; transparency composited on white."""
-    from PIL import Image
-
     if not isinstance(img, Image.Image):
         raise ValueError(f"{where}: expected a PIL.Image.Image, got {type(img).__name__}")
     if img.mode == "P":  # palette: its transparency (if any) becomes an alpha channel
@@ -113,8 +112,6 @@ def to_rgb(img: Any, size: int, where: str = "image") -> np.ndarray:
 
 def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """Read an image file -> (size, size, 3) uint8 RGB. Bad files -> UserError naming them."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: image file not found")
