@@ -27,16 +27,10 @@ import torch
 
 from _common import machine_info, write_results
 from seqlab.caption.api import Captioner, exact_match
-from seqlab.caption.data import CaptionSplits
+from seqlab.caption.data import CaptionDataConfig, CaptionSplits, load_dataset, load_splits
 from seqlab.caption.plots import plot_attention_strip
-from seqlab.caption.train import (
-    CaptionDataConfig,
-    default_train_config,
-    load_dataset,
-    load_splits,
-    train_captioner,
-)
-from seqlab.translate.metrics import score_corpus
+from seqlab.caption.train import default_train_config, train_captioner
+from seqlab.text.metrics import score_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "caption_emoji.json"
 

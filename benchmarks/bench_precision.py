@@ -35,13 +35,14 @@ import torch
 
 from _common import REPO, machine_info, write_results
 from seqlab.device import autocast, capabilities, resolve_precision
-from seqlab.translate.batching import collate, make_batches
-from seqlab.translate.model import Seq2Seq, TranslatorConfig
-from seqlab.translate.tokenizer import TokenizerPair
+from seqlab.text.batching import collate, make_batches
+from seqlab.text.tokenizer import TokenizerPair
+from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
 from seqlab.translate.train import DataConfig, load_run_corpus
 
-MODEL = dict(emb_dim=256, enc_hidden=256, dec_hidden=256, attention="additive", dropout=0.3,
-             label_smoothing=0.1)   # bench_translate_quality.py's multi30k job
+# bench_translate_quality.py's multi30k job
+MODEL = dict(embedding_dim=256, encoder_hidden_size=256, decoder_hidden_size=256,
+             attention="additive", dropout=0.3, label_smoothing=0.1)
 
 
 def main() -> None:
@@ -66,7 +67,7 @@ def main() -> None:
     batches = make_batches([len(s) + 1 for s in src], [len(t) for t in tgt], max_tokens=4096,
                            batch_size=None, seed=1234, epoch=0)[:args.batches]
     torch.manual_seed(1234)
-    cfg = TranslatorConfig(**{**MODEL, "attention": args.attention},
+    cfg = Seq2SeqConfig(**{**MODEL, "attention": args.attention},
                            src_vocab_size=tok.src.vocab_size, tgt_vocab_size=tok.tgt.vocab_size,
                            pad_id=tok.src.pad_id, bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
     model = Seq2Seq(cfg)

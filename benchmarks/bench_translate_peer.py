@@ -144,10 +144,11 @@ def train_flops_per_target_token(model_cfg: dict[str, Any], src_lens: Sequence[i
     """
     if model_cfg.get("attention", "additive") != "additive":
         raise ValueError("train_flops_per_target_token: only the additive attention is counted")
-    E, He, Hd = model_cfg["emb_dim"], model_cfg["enc_hidden"], model_cfg["dec_hidden"]
+    E, He = model_cfg["embedding_dim"], model_cfg["encoder_hidden_size"]
+    Hd = model_cfg["decoder_hidden_size"]
     A = model_cfg.get("attn_dim") or Hd
     V = model_cfg["tgt_vocab_size"]
-    if model_cfg.get("enc_layers", 1) != 1:
+    if model_cfg.get("num_encoder_layers", 1) != 1:
         raise ValueError("train_flops_per_target_token: only a 1-layer encoder is counted")
     enc_per_src = 2 * 4 * He * (E + He) + 2 * He * A
     dec_fixed = 4 * Hd * (E + 2 * Hd) + Hd * A + (Hd + 2 * He) * Hd + Hd * V
@@ -336,9 +337,9 @@ def limited(corpus: Any, train_limit: int | None, eval_limit: int | None, seed: 
 
 def main() -> None:
     args = parse_args()
+    from seqlab.text.metrics import score_corpus
+    from seqlab.text.tokenizer import TokenizerPair
     from seqlab.translate.corpora import load_corpus
-    from seqlab.translate.metrics import score_corpus
-    from seqlab.translate.tokenizer import TokenizerPair
 
     t_bench = time.perf_counter()
     work = Path(args.work_dir).resolve() / args.corpus
@@ -496,8 +497,9 @@ def main() -> None:
     if not args.skip_seqlab:
         from seqlab.translate.train import DataConfig, TrainConfig, train_translator
 
-        model_cfg = {"emb_dim": settings.emb_dim, "enc_hidden": settings.enc_hidden,
-                     "dec_hidden": settings.dec_hidden, "attention": "additive",
+        model_cfg = {"embedding_dim": settings.emb_dim,
+                     "encoder_hidden_size": settings.enc_hidden,
+                     "decoder_hidden_size": settings.dec_hidden, "attention": "additive",
                      "input_feeding": True, "bridge": True}
         data_cfg = DataConfig(corpus=args.corpus, src_lang=args.src, tgt_lang=args.tgt,
                               data_dir=args.data_dir, split_seed=args.seed,
@@ -541,8 +543,9 @@ def main() -> None:
                         "DataConfig(...), corpus=<the corpus above>)",
             "equivalent_cli": None if (args.train_limit or args.eval_limit) else (
                 f"seqlab translate train --corpus {args.corpus} --src {args.src} "
-                f"--tgt {args.tgt} --out RUN --attention additive --hidden "
-                f"{settings.dec_hidden} --emb {settings.emb_dim} --vocab-size "
+                f"--tgt {args.tgt} --out RUN --attention additive --encoder-hidden-size "
+                f"{settings.enc_hidden} --decoder-hidden-size {settings.dec_hidden} "
+                f"--embedding-dim {settings.emb_dim} --vocab-size "
                 f"{args.vocab_size} --time-budget {args.minutes:g} --seed {args.seed} "
                 f"--threads {seqlab_threads} --max-epochs 1000000"),
             "tokens_per_s_windows_median": seqlab_rate,
@@ -559,8 +562,8 @@ def main() -> None:
         flops = train_flops_per_target_token(scfg["model"], src_pos, tgt_pos)
     else:
         flops = train_flops_per_target_token(
-            {"emb_dim": 256, "enc_hidden": 256, "dec_hidden": 256, "attention": "additive",
-             "tgt_vocab_size": tok.tgt.vocab_size}, src_pos, tgt_pos)
+            {"embedding_dim": 256, "encoder_hidden_size": 256, "decoder_hidden_size": 256,
+             "attention": "additive", "tgt_vocab_size": tok.tgt.vocab_size}, src_pos, tgt_pos)
     record["flops"] = {**flops, "formula": train_flops_per_target_token.__doc__}
     record["load_average_during_training"] = load_samples
     state = {"record": record, "peaks": {str(k): v for k, v in peaks.items()},
@@ -575,7 +578,7 @@ def main() -> None:
 def evaluate_and_write(args: argparse.Namespace, state: dict[str, Any], corpus: Any,
                        out_json: Path) -> None:
     """Steps 5-6: decode dev and test with both systems (interleaved), print, write JSON."""
-    from seqlab.translate.metrics import score_corpus
+    from seqlab.text.metrics import score_corpus
 
     t_eval = time.perf_counter()
     record = state["record"]

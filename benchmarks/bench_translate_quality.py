@@ -65,16 +65,16 @@ DECODE_GRID = [(b, a) for b in (5, 10) for a in (0.6, 1.0, 1.4, 2.0)]
 JOBS: dict[str, dict[str, Any]] = {
     "tatoeba": {
         "data": dict(corpus="tatoeba-fra-eng", src_lang="en", tgt_lang="fr", vocab_size=8000),
-        "model": dict(emb_dim=256, enc_hidden=256, dec_hidden=256, attention="additive",
-                      dropout=0.2, label_smoothing=0.1),
+        "model": dict(embedding_dim=256, encoder_hidden_size=256, decoder_hidden_size=256,
+                      attention="additive", dropout=0.2, label_smoothing=0.1),
         "train": dict(batch_tokens=4096, lr=2e-3, warmup_steps=200, eval_every=500,
                       eval_sentences=500, patience=8),
         "marks": [30.0, 60.0],
     },
     "multi30k": {
         "data": dict(corpus="multi30k", src_lang="en", vocab_size=6000),
-        "model": dict(emb_dim=256, enc_hidden=256, dec_hidden=256, attention="additive",
-                      dropout=0.3, label_smoothing=0.1),
+        "model": dict(embedding_dim=256, encoder_hidden_size=256, decoder_hidden_size=256,
+                      attention="additive", dropout=0.3, label_smoothing=0.1),
         "train": dict(batch_tokens=4096, lr=2e-3, warmup_steps=200, eval_every=300,
                       eval_sentences=1014, patience=8),
         "marks": [40.0],
@@ -83,7 +83,8 @@ JOBS: dict[str, dict[str, Any]] = {
 # The ablation: the Multi30k setting with 128 units per encoder direction, so the memory (2 x 128)
 # is as wide as the decoder (256) and dot / scaled-dot attention need no projection (OpenNMT's
 # split of a bidirectional encoder); everything but the attention is the same for every variant.
-JOBS["ablation"] = {**JOBS["multi30k"], "model": {**JOBS["multi30k"]["model"], "enc_hidden": 128},
+JOBS["ablation"] = {**JOBS["multi30k"],
+                    "model": {**JOBS["multi30k"]["model"], "encoder_hidden_size": 128},
                     "marks": [12.0]}
 
 

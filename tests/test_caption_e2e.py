@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from seqlab.caption.api import Caption, Captioner
-from seqlab.caption.data import CaptionSplits, read_caption_folder
-from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
+from seqlab.caption.data import CaptionDataConfig, CaptionSplits, read_caption_folder
+from seqlab.caption.train import default_train_config, train_captioner
 from seqlab.cli import main
 from seqlab.errors import UserError
 
-TINY = dict(channels=(8, 16), feat_dim=32, emb_dim=32, dec_hidden=32, dropout=0.0,
+TINY = dict(channels=(8, 16), feat_dim=32, embedding_dim=32, hidden_size=32, dropout=0.0,
             label_smoothing=0.0)
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60),
            "yellow": (230, 200, 20)}
@@ -150,3 +150,41 @@ def test_cli_train_run_eval_and_errors(tmp_path: Path) -> None:
     (run / "model.safetensors").write_bytes(b"garbage")
     r = runner.invoke(main, ["caption", "run", str(run), str(img)])
     assert r.exit_code == 2 and "corrupt safetensors" in r.output
+
+
+def test_old_run_directories_load_and_resume(tmp_path: Path) -> None:
+    """A run whose config.json has the layout before the torch names ("seqlab-captioner/1":
+    emb_dim, dec_hidden) loads, captions as before and resumes; its model part stays as it was."""
+    data = _make_set(tmp_path / "data")
+    run, old = tmp_path / "run", tmp_path / "old"
+    _train(run, data, 4)
+    import shutil
+
+    shutil.copytree(run, old)
+    cfg = json.loads((old / "config.json").read_text())
+    model = cfg["model"]
+    cfg["format"] = "seqlab-captioner/1"
+    cfg["model"] = {{"embedding_dim": "emb_dim", "hidden_size": "dec_hidden"}.get(k, k): v
+                    for k, v in model.items()}
+    written = json.dumps(cfg)
+    (old / "config.json").write_text(written)
+    paths = [data / "blue_disc.png", data / "red_square.png"]
+    a, b = Captioner.load(run), Captioner.load(old)
+    assert a.model.cfg == b.model.cfg
+    assert a.caption(paths, num_beams=2) == b.caption(paths, num_beams=2)
+    assert _train(old, data, 6, resume=True)["steps"] == 6
+    after = json.loads((old / "config.json").read_text())   # max_steps recorded, nothing else
+    assert after["model"] == cfg["model"] and after["format"] == cfg["format"]
+    assert Captioner.load(old, checkpoint="last").model.cfg == a.model.cfg
+
+
+def test_cli_model_flags(tmp_path: Path) -> None:
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["caption", "train", "--help"]).output
+    for flag in ("--embedding-dim", "--hidden-size", "--attn-dim", "--num-heads"):
+        assert flag in help_text
+    r = runner.invoke(main, ["caption", "train", "--data", str(tmp_path / "none"), "--out",
+                             str(tmp_path / "run"), "--hidden-size", "0"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "CaptionerConfig.hidden_size: expected a positive int" in r.output
+    assert not (tmp_path / "run").exists()

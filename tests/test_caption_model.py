@@ -14,7 +14,7 @@ from seqlab.caption.model import CaptionerConfig, CaptionModel
 from seqlab.caption.plots import overlay_attention, plot_attention_strip, upsample_map
 from seqlab.caption.train import pad_captions
 
-SMALL = dict(channels=(8, 16), feat_dim=32, emb_dim=16, dec_hidden=32, dropout=0.0)
+SMALL = dict(channels=(8, 16), feat_dim=32, embedding_dim=16, hidden_size=32, dropout=0.0)
 
 
 @pytest.mark.parametrize("size,channels,grid", [(64, (16, 32, 64), 8), (32, (8, 16), 8),
@@ -111,7 +111,7 @@ def test_merge_pieces_into_words() -> None:
 
 
 def test_merge_pieces_decodes_byte_pieces() -> None:
-    from seqlab.translate.tokenizer import SubwordTokenizer
+    from seqlab.text.tokenizer import SubwordTokenizer
 
     tok = SubwordTokenizer.train(["red square on the left", "blue disc"] * 5, None, 300)
     [ids] = tok.encode(["red \u2603 square"])             # the snowman is spelled in bytes

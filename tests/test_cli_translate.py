@@ -35,7 +35,8 @@ def trained_run(tmp_path_factory) -> tuple[Path, Path]:
 def test_train_run_eval_and_attention_plot(trained_run, tmp_path):
     out, corpus = trained_run
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["model"]["dec_hidden"] == 16 and cfg["data"]["corpus"] == str(corpus.resolve())
+    assert cfg["model"]["decoder_hidden_size"] == 16
+    assert cfg["data"]["corpus"] == str(corpus.resolve())
     plot = tmp_path / "att.png"
     r = invoke("translate", "run", str(out), "I see two red cats .", "--num-beams", "2",
                "--attention-plot", str(plot))
@@ -117,7 +118,7 @@ def test_readme_demo_function(tmp_path):
     """run_translate_demo (what `seqlab demo` calls), on a tiny corpus and a few seconds."""
     import torch
 
-    from seqlab.translate.api import run_translate_demo
+    from seqlab.translate.demo import run_translate_demo
 
     corpus = write_corpus(tmp_path / "pairs.tsv", n=120)
     threads = torch.get_num_threads()
@@ -135,3 +136,35 @@ def test_readme_demo_function(tmp_path):
             assert Path(t["plot"]).read_bytes()[:8] == PNG
         else:
             assert t["plot"] is None
+
+
+def test_model_flags_are_the_config_fields(trained_run, tmp_path):
+    """--embedding-dim/--encoder-hidden-size/--decoder-hidden-size give what the old
+    --emb/--hidden gave (those stay as hidden spellings); bad values fail before training."""
+    out, corpus = trained_run
+    help_text = invoke("translate", "train", "--help").output
+    for flag in ("--embedding-dim", "--encoder-hidden-size", "--decoder-hidden-size",
+                 "--num-encoder-layers", "--attn-dim"):
+        assert flag in help_text
+    assert "--hidden " not in help_text and "--emb " not in help_text
+    new = tmp_path / "new"
+    r = invoke("translate", "train", "--corpus", str(corpus), "--out", str(new),
+               "--encoder-hidden-size", "16", "--decoder-hidden-size", "16",
+               "--embedding-dim", "16", "--vocab-size", "300", "--batch-tokens", "600",
+               "--max-steps", "1", "--eval-every", "10", "--eval-sentences", "8",
+               "--threads", "1", "--quiet")
+    assert r.exit_code == 0, r.output
+    old_cfg = json.loads((out / "config.json").read_text())
+    new_cfg = json.loads((new / "config.json").read_text())
+    assert new_cfg["model"] == old_cfg["model"]
+    for args, needle in (
+        (["--decoder-hidden-size", "0"], "Seq2SeqConfig.decoder_hidden_size: expected a positive"),
+        (["--hidden", "16", "--decoder-hidden-size", "8"], "--hidden is the old spelling"),
+        (["--attention", "dot", "--encoder-hidden-size", "8", "--decoder-hidden-size", "32"],
+         "'dot' needs decoder_hidden_size == 2 * encoder_hidden_size"),
+    ):
+        r = invoke("translate", "train", "--corpus", str(corpus), "--out",
+                   str(tmp_path / "bad"), *args)
+        assert r.exit_code == 2, r.output
+        assert needle in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqlab.decoding.search import greedy_search, greedy_search_stream, row_max
-from seqlab.translate.model import Seq2Seq, TranslatorConfig
+from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
 
 BOS, EOS = 2, 3
 
@@ -18,8 +18,8 @@ def model(attention: str = "additive", seed: int = 0, vocab: int = 40, feeding: 
           ) -> Seq2Seq:
     """An untrained translator with peaky output distributions and a likely EOS."""
     torch.manual_seed(seed)
-    m = Seq2Seq(TranslatorConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, emb_dim=16,
-                                 enc_hidden=8, dec_hidden=16, attention=attention,
+    m = Seq2Seq(Seq2SeqConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, embedding_dim=16,
+                                 encoder_hidden_size=8, decoder_hidden_size=16, attention=attention,
                                  input_feeding=feeding, dropout=0.0)).eval()
     with torch.no_grad():
         m.decoder.out.weight.mul_(3.0)

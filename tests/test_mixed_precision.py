@@ -16,7 +16,7 @@ from seqlab.errors import UserError
 from seqlab.nn.decoder import AttentionDecoder, DecoderConfig
 from seqlab.nn.lstm import LSTM
 from seqlab.training import TrainConfig
-from seqlab.translate.model import Seq2Seq, TranslatorConfig
+from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
 from seqlab.translate.train import train_translator
 from test_cli_translate import invoke
 from test_translate_train import MODEL, cfgs, write_corpus
@@ -47,9 +47,9 @@ def test_unknown_precision_is_a_one_line_error() -> None:
                                        "multihead"])
 def test_autocast_loss_and_gradients_follow_float32(attention: str) -> None:
     torch.manual_seed(0)
-    cfg = TranslatorConfig(src_vocab_size=50, tgt_vocab_size=60, emb_dim=32, enc_hidden=16,
-                           dec_hidden=32, attention=attention,
-                           num_heads=2 if attention == "multihead" else 1, dropout=0.0)
+    cfg = Seq2SeqConfig(src_vocab_size=50, tgt_vocab_size=60, embedding_dim=32,
+                        encoder_hidden_size=16, decoder_hidden_size=32, attention=attention,
+                        num_heads=2 if attention == "multihead" else 1, dropout=0.0)
     model = Seq2Seq(cfg)
     batch = _batch()
     loss32, n32 = model.loss(*batch)
@@ -72,7 +72,7 @@ def test_autocast_loss_and_gradients_follow_float32(attention: str) -> None:
 
 def test_decoder_keeps_its_recurrent_state_in_float32_under_autocast() -> None:
     torch.manual_seed(0)
-    dec = AttentionDecoder(DecoderConfig(vocab_size=30, emb_dim=8, hidden_dim=16,
+    dec = AttentionDecoder(DecoderConfig(vocab_size=30, embedding_dim=8, hidden_size=16,
                                          memory_dim=12, attention="general", dropout=0.0))
     values = torch.randn(3, 5, 12)
     with torch.autocast(**BF16):
@@ -170,8 +170,8 @@ def corpus_path(tmp_path_factory):
 
 
 def test_captioner_trains_in_bf16(tmp_path) -> None:
-    from seqlab.caption.data import CaptionSplits, read_caption_folder
-    from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
+    from seqlab.caption.data import CaptionDataConfig, CaptionSplits, read_caption_folder
+    from seqlab.caption.train import default_train_config, train_captioner
     from test_caption_e2e import TINY, _make_set
 
     data = _make_set(tmp_path / "data")

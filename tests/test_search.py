@@ -14,7 +14,7 @@ from seqlab.decoding.search import (
     greedy_search,
     greedy_search_stream,
 )
-from seqlab.translate.model import Seq2Seq, TranslatorConfig
+from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
 
 BOS, EOS = 2, 3
 
@@ -49,8 +49,8 @@ def trained():
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    m = Seq2Seq(TranslatorConfig(src_vocab_size=20, tgt_vocab_size=20, emb_dim=16,
-                                 enc_hidden=16, dec_hidden=16, dropout=0.0))
+    m = Seq2Seq(Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=20, embedding_dim=16,
+                                 encoder_hidden_size=16, decoder_hidden_size=16, dropout=0.0))
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
     for _ in range(80):
@@ -65,8 +65,8 @@ def trained():
 def model(seed: int = 0, attention: str = "additive") -> Seq2Seq:
     """An untrained model (peaky random distributions)."""
     torch.manual_seed(seed)
-    m = Seq2Seq(TranslatorConfig(src_vocab_size=20, tgt_vocab_size=20, emb_dim=16,
-                                 enc_hidden=8, dec_hidden=16, attention=attention,
+    m = Seq2Seq(Seq2SeqConfig(src_vocab_size=20, tgt_vocab_size=20, embedding_dim=16,
+                                 encoder_hidden_size=8, decoder_hidden_size=16, attention=attention,
                                  dropout=0.0)).eval()
     with torch.no_grad():
         m.decoder.out.weight.mul_(3.0)

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
 from seqlab.nn.decoder import AttentionDecoder, DecoderConfig
-from seqlab.translate.model import Seq2Seq, TranslatorConfig, smoothed_cross_entropy
+from seqlab.translate.model import Seq2Seq, Seq2SeqConfig, smoothed_cross_entropy
 
 PAD = 0
 
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def tiny(attention: str = "additive", **kw) -> Seq2Seq:
     torch.manual_seed(0)
     kw.setdefault("dropout", 0.0)
-    cfg = TranslatorConfig(src_vocab_size=40, tgt_vocab_size=35, emb_dim=16, enc_hidden=8,
-                           dec_hidden=16, attention=attention, attn_dim=16,
-                           num_heads=2 if attention == "multihead" else 1, **kw)
+    cfg = Seq2SeqConfig(src_vocab_size=40, tgt_vocab_size=35, embedding_dim=16,
+                        encoder_hidden_size=8, decoder_hidden_size=16, attention=attention,
+                        attn_dim=16, num_heads=2 if attention == "multihead" else 1, **kw)
     return Seq2Seq(cfg).double()
 
 
@@ -128,9 +129,12 @@ def test_smoothed_cross_entropy_matches_torch(eps):
 def test_tied_embeddings_share_the_matrix():
     m = tiny(tie_embeddings=True)
     assert m.decoder.out.weight is m.decoder.embed.weight
-    with pytest.raises(ValueError, match="tie_embeddings"):
-        Seq2Seq(TranslatorConfig(src_vocab_size=10, tgt_vocab_size=10, emb_dim=8, dec_hidden=16,
-                                 tie_embeddings=True))
+    with pytest.raises(UserError, match=r"Seq2SeqConfig\.tie_embeddings: needs embedding_dim"):
+        Seq2SeqConfig(src_vocab_size=10, tgt_vocab_size=10, embedding_dim=8,
+                      decoder_hidden_size=16, tie_embeddings=True)
+    with pytest.raises(ValueError, match="tie_embeddings"):   # the decoder's own check
+        AttentionDecoder(DecoderConfig(vocab_size=10, embedding_dim=8, hidden_size=16,
+                                       tie_embeddings=True))
 
 
 def test_no_bridge_starts_from_zeros_and_gradients_flow():
@@ -146,8 +150,8 @@ def test_no_bridge_starts_from_zeros_and_gradients_flow():
 def test_decoder_is_generic_over_any_memory():
     """The captioner's use: a (B, S, D) grid of features, no encoder final state."""
     torch.manual_seed(0)
-    dec = AttentionDecoder(DecoderConfig(vocab_size=12, emb_dim=8, hidden_dim=8, memory_dim=5,
-                                         attention="general", dropout=0.0)).eval()
+    dec = AttentionDecoder(DecoderConfig(vocab_size=12, embedding_dim=8, hidden_size=8,
+                                         memory_dim=5, attention="general", dropout=0.0)).eval()
     feats = torch.randn(2, 9, 5)
     memory = dec.make_memory(feats)                 # mask: all real
     state = dec.init_state(memory)                  # bridge from the mean feature

@@ -36,8 +36,8 @@ def write_corpus(path: Path, n: int = 200, seed: int = 0) -> Path:
     return path
 
 
-MODEL = {"emb_dim": 16, "enc_hidden": 16, "dec_hidden": 16, "attention": "additive",
-         "dropout": 0.3}
+MODEL = {"embedding_dim": 16, "encoder_hidden_size": 16, "decoder_hidden_size": 16,
+         "attention": "additive", "dropout": 0.3}
 
 
 def cfgs(corpus: Path, **train):
@@ -162,3 +162,52 @@ def test_refuses_to_overwrite_a_run_and_resume_needs_one(tmp_path, corpus, run_a
         train_translator(run_a, MODEL, tc, dc, progress=False, echo=lambda s: None)
     with pytest.raises(UserError, match="not found"):
         train_translator(tmp_path / "none", resume=True, progress=False, echo=lambda s: None)
+
+
+# the field names of run format "seqlab-translator/1" (before the torch names), as written
+OLD_MODEL_NAMES = {"embedding_dim": "emb_dim", "encoder_hidden_size": "enc_hidden",
+                   "num_encoder_layers": "enc_layers", "decoder_hidden_size": "dec_hidden"}
+
+
+def _write_old_layout(run: Path) -> None:
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["format"] = "seqlab-translator/1"
+    cfg["model"] = {OLD_MODEL_NAMES.get(k, k): v for k, v in cfg["model"].items()}
+    (run / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def test_old_run_directories_load_and_resume(tmp_path, run_a):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run_a, old)
+    _write_old_layout(old)
+    written = (old / "config.json").read_text()
+    assert '"enc_hidden": 16' in written and "embedding_dim" not in written
+    sentences = ["I see two red cats .", "I want one book ."]
+    new_tr, old_tr = Translator.load(run_a), Translator.load(old)
+    assert old_tr.model.cfg == new_tr.model.cfg
+    assert old_tr.config["format"] == "seqlab-translator/2"
+    assert old_tr.translate(sentences, num_beams=2) == new_tr.translate(sentences, num_beams=2)
+    summary = train_translator(old, resume=True, overrides={"max_steps": 14}, progress=False,
+                               echo=lambda s: None)
+    assert summary["steps"] == 14
+    cfg = json.loads((old / "config.json").read_text())    # max_steps recorded, nothing else
+    assert cfg["model"] == json.loads(written)["model"] and cfg["format"] == "seqlab-translator/1"
+    assert Translator.load(old, checkpoint="last").model.cfg == new_tr.model.cfg
+    # a bad value in an old config.json: one line naming the file and the field
+    cfg["model"]["dec_hidden"] = 0
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match=r"config\.json: corrupt .*decoder_hidden_size"):
+        Translator.load(old)
+
+
+def test_model_config_is_checked_before_any_data_is_read(tmp_path):
+    with pytest.raises(UserError, match="Seq2SeqConfig.num_heads"):
+        train_translator(tmp_path / "run", {"attention": "additive", "num_heads": 2},
+                         corpus=None, data_cfg=DataConfig(corpus=str(tmp_path / "missing.tsv")),
+                         progress=False, echo=lambda s: None)
+    with pytest.raises(UserError, match=r"Seq2SeqConfig: unknown fields \['enc_hidden'\]"):
+        train_translator(tmp_path / "run", {"enc_hidden": 8}, progress=False,
+                         echo=lambda s: None)
+    assert not (tmp_path / "run").exists()

@@ -22,13 +22,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from seqlab.caption.data import CaptionDataset, load_image, to_rgb
+from seqlab.caption.data import CaptionDataConfig, CaptionDataset, load_image, load_splits, to_rgb
 from seqlab.caption.encoder import images_to_tensor
-from seqlab.caption.model import CaptionerConfig, CaptionModel
+from seqlab.caption.model import CaptionModel
+from seqlab.caption.run import load_run
 from seqlab.device import model_device, resolve_device
 from seqlab.errors import UserError
-from seqlab.translate.tokenizer import SubwordTokenizer, TokenizerPair
+from seqlab.text.metrics import score_corpus
+from seqlab.text.tokenizer import SubwordTokenizer, TokenizerPair
 
 WORD_START = "\u2581"   # sentencepiece's word-boundary mark
 
@@ -159,23 +162,10 @@ class Captioner:
         checkpoint ("last"), onto `device` ("auto": cuda, else mps, else cpu; a run trained on
         any device loads on any other). Anything missing, corrupt or mismatched -> one-line
         UserError."""
-        from seqlab.caption.train import read_caption_run_config
-        from seqlab.training.checkpoint import CONFIG_FILE, load_run_weights
-
-        run = Path(run_dir)
-        cfg = read_caption_run_config(run)
-        tok = TokenizerPair.load_checked(run, cfg.get("tokenizer", {}), str(run / CONFIG_FILE))
-        mcfg = CaptionerConfig.from_dict(cfg["model"])
-        if tok.tgt.vocab_size != mcfg.vocab_size:
-            raise UserError(f"{run / 'tokenizer'}: vocabulary size {tok.tgt.vocab_size} does not "
-                            f"match the model's {mcfg.vocab_size}")
-        model = CaptionModel(mcfg)
-        load_run_weights(model, run, checkpoint)
-        return cls(model.to(resolve_device(device)), tok, cfg, run)
+        model, tok, cfg = load_run(run_dir, checkpoint)
+        return cls(model.to(resolve_device(device)), tok, cfg, Path(run_dir))
 
     def _pixels(self, images: Sequence[ImageLike]) -> np.ndarray:
-        from PIL import Image
-
         S = self.image_size
         out = np.empty((len(images), S, S, 3), np.uint8)
         for i, im in enumerate(images):
@@ -212,8 +202,6 @@ class Captioner:
                  length_penalty: float = 1.0, limit: int | None = None) -> dict[str, Any]:
         """sacreBLEU BLEU/chrF against each image's first caption (with signatures), and the
         exact-match rate against any of its captions."""
-        from seqlab.translate.metrics import score_corpus
-
         ds = dataset if limit is None else dataset.subset(range(min(limit, len(dataset))))
         if len(ds) == 0:
             raise UserError(f"{ds.source or 'dataset'}: no images to evaluate")
@@ -231,8 +219,6 @@ class Captioner:
 
     def test_split(self, split: str = "test") -> CaptionDataset:
         """The run's own held-out split (re-made from its data config: same data, same seed)."""
-        from seqlab.caption.train import CaptionDataConfig, load_splits
-
         splits = load_splits(CaptionDataConfig(**self.config["data"]))
         if split not in ("train", "dev", "test"):
             raise ValueError(f"split must be train, dev or test, got {split!r}")

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from seqlab.caption.emoji import prepare_emoji
 from seqlab.errors import UserError
 
 TSV_NAME = "captions.tsv"
@@ -89,8 +91,6 @@ class CaptionDataset:
 
 def to_rgb(img: Any, size: int, where: str = "image") -> np.ndarray:
     """A PIL image of any mode -> (size, size, 3) uint8 RGB; transparency composited on white."""
-    from PIL import Image
-
     if not isinstance(img, Image.Image):
         raise ValueError(f"{where}: expected a PIL.Image.Image, got {type(img).__name__}")
     if img.mode == "P":  # palette: its transparency (if any) becomes an alpha channel
@@ -112,8 +112,6 @@ def to_rgb(img: Any, size: int, where: str = "image") -> np.ndarray:
 
 def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """Read an image file -> (size, size, 3) uint8 RGB. Bad files -> UserError naming them."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: image file not found")
@@ -256,3 +254,33 @@ def split_dataset(ds: CaptionDataset, mode: str = "random", test_frac: float = 0
         raise UserError(f"{ds.source}: {len(ds)} images are too few to split "
                         f"(test {test_frac}, dev {dev_frac}); nothing left for training")
     return CaptionSplits(ds.subset(tr), ds.subset(dv), ds.subset(te), mode)
+
+
+@dataclass
+class CaptionDataConfig:
+    """Where a captioner's data comes from and how it is split and tokenised."""
+
+    data: str = "emoji"            # "emoji" (built-in) or a folder with captions.tsv, or a TSV
+    split: str = "random"          # random | grouped
+    test_frac: float = 0.1
+    dev_frac: float = 0.05
+    split_seed: int = 1234
+    vocab_size: int = 1000
+    image_size: int = 64
+
+
+def load_dataset(data_cfg: CaptionDataConfig) -> CaptionDataset:
+    """The images and captions `data_cfg.data` names (the emoji set is fetched once)."""
+    if data_cfg.data == "emoji":
+        folder: Path = prepare_emoji()
+    else:
+        folder = Path(data_cfg.data)
+    return read_caption_folder(folder, image_size=data_cfg.image_size)
+
+
+def load_splits(data_cfg: CaptionDataConfig, dataset: CaptionDataset | None = None
+                ) -> CaptionSplits:
+    """Read the data and split it as `data_cfg` says (deterministic)."""
+    ds = dataset if dataset is not None else load_dataset(data_cfg)
+    return split_dataset(ds, data_cfg.split, data_cfg.test_frac, data_cfg.dev_frac,
+                         data_cfg.split_seed)

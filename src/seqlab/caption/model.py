@@ -26,20 +26,35 @@ from torch import Tensor, nn
 
 from seqlab.caption.encoder import ConvEncoder, EncoderConfig
 from seqlab.decoding.search import SearchResult, beam_search, greedy_search
+from seqlab.errors import UserError
 from seqlab.nn.decoder import AttentionDecoder, DecoderConfig, DecoderState, Memory
-from seqlab.training.checkpoint import check_config_fields
+from seqlab.text.config import (
+    check_attention,
+    check_flags,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    config_from_dict,
+)
 
 
 @dataclass
 class CaptionerConfig:
-    vocab_size: int
+    """The captioner's hyperparameters, named as the torch modules they size.
+
+    Saved as the "model" object of the run's config.json (`to_dict` / `from_dict`); the CLI
+    flags carry the same names (`--hidden-size`). Checked on construction: a bad value is a
+    one-line UserError naming the field.
+    """
+
+    vocab_size: int = 1000         # training sets it from the tokenizer
     image_size: int = 64
     channels: tuple[int, ...] = (16, 32, 64)
-    feat_dim: int = 256            # region feature size D
-    emb_dim: int = 128
-    dec_hidden: int = 256
-    attention: str = "additive"    # none | additive | dot | general | scaled_dot | multihead
-    attn_dim: int | None = 128     # additive: score MLP size (None: dec_hidden)
+    feat_dim: int = 256            # region feature size D (the decoder's memory)
+    embedding_dim: int = 128
+    hidden_size: int = 256         # decoder LSTM size
+    attention: str = "additive"    # one of seqlab.nn.attention.ATTENTION_KINDS
+    attn_dim: int | None = 128     # additive: score MLP size (None: hidden_size)
     num_heads: int = 1
     input_feeding: bool = True
     bridge: bool = False           # (h0, c0) from the mean region; off: the image reaches the
@@ -52,6 +67,36 @@ class CaptionerConfig:
     bos_id: int = 2
     eos_id: int = 3
 
+    def __post_init__(self) -> None:
+        self.channels = tuple(self.channels)   # a JSON list -> the tuple the field says
+        check_positive(self, "vocab_size", "image_size", "feat_dim", "embedding_dim",
+                       "hidden_size", "max_len")
+        if not self.channels or not all(isinstance(c, int) and c >= 1 for c in self.channels):
+            raise UserError(f"CaptionerConfig.channels: expected positive ints, "
+                            f"got {list(self.channels)!r}")
+        if self.image_size % 2 ** len(self.channels):
+            raise UserError(f"CaptionerConfig.image_size: must be divisible by "
+                            f"2**{len(self.channels)} (one halving per channels entry), "
+                            f"got {self.image_size}")
+        check_non_negative(self, "pad_id", "bos_id", "eos_id")
+        check_flags(self, "input_feeding", "bridge")
+        check_fraction(self, "dropout", "label_smoothing")
+        if not (isinstance(self.attn_reg, (int, float)) and self.attn_reg >= 0):
+            raise UserError(f"CaptionerConfig.attn_reg: expected a number >= 0, "
+                            f"got {self.attn_reg!r}")
+        check_attention(self, "hidden_size", self.feat_dim, "feat_dim")
+
+    def encoder_config(self) -> EncoderConfig:
+        return EncoderConfig(self.image_size, self.channels, self.feat_dim,
+                             dropout=self.dropout / 2)
+
+    def decoder_config(self) -> DecoderConfig:
+        return DecoderConfig(
+            vocab_size=self.vocab_size, embedding_dim=self.embedding_dim,
+            hidden_size=self.hidden_size, memory_dim=self.feat_dim, attention=self.attention,
+            attn_dim=self.attn_dim, num_heads=self.num_heads, input_feeding=self.input_feeding,
+            bridge=self.bridge, dropout=self.dropout, pad_id=self.pad_id)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"] = list(self.channels)
@@ -59,11 +104,7 @@ class CaptionerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CaptionerConfig:
-        check_config_fields(cls, d)
-        d = dict(d)
-        if "channels" in d:
-            d["channels"] = tuple(int(c) for c in d["channels"])
-        return cls(**d)
+        return config_from_dict(cls, d)
 
     @property
     def grid(self) -> int:
@@ -74,13 +115,8 @@ class CaptionModel(nn.Module):
     def __init__(self, cfg: CaptionerConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = ConvEncoder(EncoderConfig(cfg.image_size, tuple(cfg.channels),
-                                                 cfg.feat_dim, dropout=cfg.dropout / 2))
-        self.decoder = AttentionDecoder(DecoderConfig(
-            vocab_size=cfg.vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.dec_hidden,
-            memory_dim=cfg.feat_dim, attention=cfg.attention, attn_dim=cfg.attn_dim,
-            num_heads=cfg.num_heads, input_feeding=cfg.input_feeding, bridge=cfg.bridge,
-            dropout=cfg.dropout, pad_id=cfg.pad_id))
+        self.encoder = ConvEncoder(cfg.encoder_config())
+        self.decoder = AttentionDecoder(cfg.decoder_config())
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from PIL import Image
 
 from seqlab.io import save_figure_atomic
 
@@ -37,8 +38,6 @@ def _printable(text: str) -> str:
 
 def upsample_map(weights: np.ndarray, size: int) -> np.ndarray:
     """(G, G) weights -> (size, size) float map in [0, 1] (bilinear, scaled by its max)."""
-    from PIL import Image
-
     w = np.asarray(weights, dtype=np.float32)
     if w.ndim != 2 or w.shape[0] != w.shape[1]:
         raise ValueError(f"weights: expected a square (G, G) map, got shape {w.shape}")

@@ -1,17 +1,10 @@
-"""Training the captioner, in the translator's run-directory format, with exact resume.
-
-Run directory (as `seqlab.translate.train`, format tag "seqlab-captioner/1"):
-    config.json              model + training + data config, the tokenizer fingerprint, split info
-    tokenizer/               the sentencepiece model (`TokenizerPair`, shared: one model)
-    model.safetensors        the best weights so far (by dev BLEU, greedy)
-    checkpoint.safetensors   last state: model + Adam tensors, RNG states, progress (metadata)
-    train_log.jsonl          one JSON record per log interval / evaluation
+"""Training the captioner, with exact resume (the run directory: `seqlab.caption.run`).
 
 A thin adapter over `seqlab.training`: the generic loop (`train_loop`: schedule
 `WarmupPlateau`, clipping, stop rules, checkpoints, exact resume) with the captioner's pieces:
 a batch is a list of training rows (an image and one of its captions), bucketed by caption
-length with the translator's `make_batches` (seeded by (seed, epoch)); the dev metric is BLEU
-of greedy captions. Throughput is counted in images ("images_per_s").
+length with the shared `seqlab.text.batching.make_batches` (seeded by (seed, epoch)); the dev
+metric is BLEU of greedy captions. Throughput is counted in images ("images_per_s").
 
 Tokenizer: the shared `SubwordTokenizer` (sentencepiece unigram with byte fallback) trained on
 the training captions with a small vocabulary (default 1000 pieces, 740 of them learnt; the
@@ -23,35 +16,25 @@ pieces back into one word.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seqlab.caption.data import CaptionDataset, CaptionSplits, read_caption_folder, split_dataset
+from seqlab.caption.api import caption_tensor
+from seqlab.caption.data import CaptionDataConfig, CaptionSplits, load_splits
 from seqlab.caption.encoder import images_to_tensor
 from seqlab.caption.model import CaptionerConfig, CaptionModel
+from seqlab.caption.run import FORMAT, read_run_config
 from seqlab.device import model_device, to_device
-from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, read_run_config, seed_everything
+from seqlab.text.batching import make_batches
+from seqlab.text.metrics import score_corpus
+from seqlab.text.tokenizer import TokenizerPair
+from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
-from seqlab.translate.batching import make_batches
-from seqlab.translate.tokenizer import TokenizerPair
 
-FORMAT = "seqlab-captioner/1"
-__all__ = ["CaptionDataConfig", "TrainConfig", "default_train_config", "load_splits",
-           "read_caption_run_config", "train_captioner"]
-
-
-@dataclass
-class CaptionDataConfig:
-    data: str = "emoji"            # "emoji" (built-in) or a folder with captions.tsv, or a TSV
-    split: str = "random"          # random | grouped
-    test_frac: float = 0.1
-    dev_frac: float = 0.05
-    split_seed: int = 1234
-    vocab_size: int = 1000
-    image_size: int = 64
+__all__ = ["TrainConfig", "default_train_config", "pad_captions", "train_captioner"]
 
 
 def default_train_config(**kw: Any) -> TrainConfig:
@@ -59,30 +42,6 @@ def default_train_config(**kw: Any) -> TrainConfig:
     base = dict(batch_tokens=None, batch_size=64, lr=3e-3, warmup_steps=100, eval_every=150,
                 eval_sentences=400, eval_batch_size=128, patience=10, log_every=25)
     return TrainConfig(**{**base, **kw})
-
-
-def load_dataset(data_cfg: CaptionDataConfig) -> CaptionDataset:
-    if data_cfg.data == "emoji":
-        from seqlab.caption.emoji import prepare_emoji
-
-        folder: Path = prepare_emoji()
-    else:
-        folder = Path(data_cfg.data)
-    return read_caption_folder(folder, image_size=data_cfg.image_size)
-
-
-def load_splits(data_cfg: CaptionDataConfig, dataset: CaptionDataset | None = None
-                ) -> CaptionSplits:
-    """Read the data and split it as `data_cfg` says (deterministic)."""
-    ds = dataset if dataset is not None else load_dataset(data_cfg)
-    return split_dataset(ds, data_cfg.split, data_cfg.test_frac, data_cfg.dev_frac,
-                         data_cfg.split_seed)
-
-
-def read_caption_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """config.json of a captioner run; missing or corrupt -> one-line UserError."""
-    return read_run_config(run_dir, FORMAT, lambda cfg: CaptionerConfig.from_dict(cfg["model"]),
-                           "captioner")
 
 
 def pad_captions(ids: list[list[int]], pad_id: int, bos_id: int, eos_id: int
@@ -99,7 +58,8 @@ def pad_captions(ids: list[list[int]], pad_id: int, bos_id: int, eos_id: int
     return tgt_in, tgt_out
 
 
-def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None,
+def train_captioner(out_dir: str | Path,
+                    model_cfg: CaptionerConfig | dict[str, Any] | None = None,
                     train_cfg: TrainConfig | None = None,
                     data_cfg: CaptionDataConfig | None = None, *, resume: bool = False,
                     overrides: dict[str, Any] | None = None, progress: bool = True,
@@ -107,14 +67,15 @@ def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None
                     echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or, with resume=True, continue) a captioner in `out_dir`.
 
-    model_cfg: overrides of CaptionerConfig fields (vocab_size comes from the tokenizer).
+    model_cfg: the model (a CaptionerConfig or a dict of its fields; vocab_size and the special
+    ids come from the tokenizer, image_size from `data_cfg`).
     overrides (resume only): training fields to change when continuing (max_steps,
     time_budget_min, ...). splits: already loaded data (skips reading `data_cfg.data`).
     Returns a summary: steps, epochs, best dev BLEU, images/s, why it stopped.
     """
     out = Path(out_dir)
     if resume:
-        cfg = read_caption_run_config(out)
+        cfg = read_run_config(out)
         data_cfg = CaptionDataConfig(**cfg["data"])
         train_cfg = TrainConfig.from_dict({**cfg["train"], **(overrides or {})})
         mcfg = CaptionerConfig.from_dict(cfg["model"])
@@ -122,6 +83,11 @@ def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None
     else:
         data_cfg = data_cfg or CaptionDataConfig()
         train_cfg = train_cfg or default_train_config()
+        # checked (in __post_init__) before any data is read or tokenizer trained
+        if isinstance(model_cfg, dict):
+            model_cfg = CaptionerConfig.from_dict({"image_size": data_cfg.image_size,
+                                                   **model_cfg})
+        mcfg = replace(model_cfg or CaptionerConfig(), image_size=data_cfg.image_size)
     check_run_dir(out, resume)
     with torch_threads(train_cfg.threads):
         seed_everything(train_cfg.seed)
@@ -133,10 +99,8 @@ def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None
                  f"{len(train_caps)} captions")
             tok = TokenizerPair.train_pair(train_caps, [], out, vocab_size=data_cfg.vocab_size,
                                            shared=True)
-            mcfg = CaptionerConfig(**{**(model_cfg or {}), "vocab_size": tok.tgt.vocab_size,
-                                      "image_size": data_cfg.image_size,
-                                      "pad_id": tok.tgt.pad_id, "bos_id": tok.tgt.bos_id,
-                                      "eos_id": tok.tgt.eos_id})
+            mcfg = replace(mcfg, vocab_size=tok.tgt.vocab_size, pad_id=tok.tgt.pad_id,
+                           bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
         cap_ids = tok.tgt.encode(train_caps)
         images = images_to_tensor(splits.train.load_pixels())            # (N, 3, S, S)
         n_dev = min(train_cfg.eval_sentences, len(splits.dev))
@@ -169,9 +133,6 @@ def train_captioner(out_dir: str | Path, model_cfg: dict[str, Any] | None = None
             return m.loss(*to_device((imgs, tgt_in, tgt_out), model_device(m)))
 
         def evaluate(m: CaptionModel) -> float | None:
-            from seqlab.caption.api import caption_tensor
-            from seqlab.translate.metrics import score_corpus
-
             if dev_images is None:       # no dev images: keep the latest weights
                 return None
             hyps = [c.text for c in caption_tensor(m, tok.tgt, dev_images, num_beams=1,

@@ -15,6 +15,7 @@ import click
 
 from seqlab.cli.options import decay_steps_option, device_option, precision_option
 from seqlab.errors import UserError
+from seqlab.nn.attention import ATTENTION_KINDS
 
 
 @click.group()
@@ -36,8 +37,16 @@ def caption() -> None:
 @click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
 @decay_steps_option
 @click.option("--attention", default="additive", show_default=True,
-              type=click.Choice(["none", "additive", "dot", "general", "scaled_dot",
-                                 "multihead"]))
+              type=click.Choice(ATTENTION_KINDS))
+@click.option("--embedding-dim", type=int, default=None,
+              help="Caption embedding size [default: CaptionerConfig's, 128].")
+@click.option("--hidden-size", type=int, default=None,
+              help="Decoder LSTM size [default: CaptionerConfig's, 256].")
+@click.option("--attn-dim", type=int, default=None,
+              help="additive: score MLP size; multihead: projection size "
+                   "[default: CaptionerConfig's, 128].")
+@click.option("--num-heads", type=int, default=None,
+              help="multihead only [default: 4 with multihead, else 1].")
 @click.option("--vocab-size", type=int, default=1000, show_default=True,
               help="Sentencepiece vocabulary (>= 300: 260 pieces are specials and bytes).")
 @click.option("--image-size", type=int, default=64, show_default=True,
@@ -52,12 +61,15 @@ def caption() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps: int | None,
-          decay_steps: int | None, attention: str, vocab_size: int, image_size: int,
+          decay_steps: int | None, attention: str, embedding_dim: int | None,
+          hidden_size: int | None, attn_dim: int | None, num_heads: int | None,
+          vocab_size: int, image_size: int,
           batch_size: int, lr: float, eval_every: int, seed: int, threads: int | None,
           precision: str | None, device: str | None, resume: bool, no_progress: bool) -> None:
     """Train a captioner, then report BLEU/chrF/exact match on the held-out test images."""
     from seqlab.caption.api import Captioner
-    from seqlab.caption.train import CaptionDataConfig, default_train_config, train_captioner
+    from seqlab.caption.data import CaptionDataConfig
+    from seqlab.caption.train import default_train_config, train_captioner
 
     if image_size % 8 or image_size < 8:
         raise UserError(f"--image-size must be a positive multiple of 8, got {image_size}")
@@ -77,7 +89,13 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
             data = str(Path(data).resolve())
         dcfg = CaptionDataConfig(data=data, split=split, split_seed=seed, vocab_size=vocab_size,
                                  image_size=image_size)
-        summary = train_captioner(out_dir, model_cfg={"attention": attention}, train_cfg=tcfg,
+        if num_heads is None:
+            num_heads = 4 if attention == "multihead" else 1
+        given = {"embedding_dim": embedding_dim, "hidden_size": hidden_size,
+                 "attn_dim": attn_dim}
+        model_cfg = {"attention": attention, "num_heads": num_heads,
+                     **{k: v for k, v in given.items() if v is not None}}
+        summary = train_captioner(out_dir, model_cfg=model_cfg, train_cfg=tcfg,
                                   data_cfg=dcfg, progress=not no_progress, echo=click.echo)
     cap = Captioner.load(out_dir, device=device or "auto")
     test = cap.test_split("test")

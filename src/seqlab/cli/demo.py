@@ -42,7 +42,7 @@ def demo(out_dir: Path, minutes: float, skip: tuple[str, ...], device: str) -> N
         for key, value in summary.items():
             click.echo(f"  {key}: {value}")
     if "translate" not in skip:
-        from seqlab.translate.api import run_translate_demo
+        from seqlab.translate.demo import run_translate_demo
 
         click.echo(f"== 3/3 English -> French with attention ({minutes:g} min of training) ==")
         summary = run_translate_demo(out_dir / "translate", minutes=minutes, device=device)

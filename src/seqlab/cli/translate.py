@@ -17,8 +17,7 @@ import click
 
 from seqlab.cli.options import decay_steps_option, device_option, precision_option
 from seqlab.errors import UserError
-
-ATTENTION_KINDS = ["none", "additive", "dot", "general", "scaled_dot", "multihead"]
+from seqlab.nn.attention import ATTENTION_KINDS
 
 
 @click.group()
@@ -49,10 +48,21 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
 @click.option("--attention", type=click.Choice(ATTENTION_KINDS), default="additive",
               show_default=True)
-@click.option("--hidden", type=int, default=256, show_default=True,
-              help="Encoder (per direction) and decoder LSTM size.")
-@click.option("--emb", type=int, default=256, show_default=True, help="Embedding size.")
+@click.option("--embedding-dim", type=int, default=256, show_default=True,
+              help="Source and target embedding size.")
+@click.option("--encoder-hidden-size", type=int, default=256, show_default=True,
+              help="Encoder LSTM size per direction (the memory is twice as wide).")
+@click.option("--num-encoder-layers", type=int, default=1, show_default=True)
+@click.option("--decoder-hidden-size", type=int, default=256, show_default=True,
+              help="Decoder LSTM size.")
+@click.option("--attn-dim", type=int, default=None,
+              help="additive: score MLP size; multihead: projection size "
+                   "(default: --decoder-hidden-size).")
 @click.option("--num-heads", type=int, default=4, show_default=True, help="multihead only.")
+@click.option("--emb", type=int, default=None, hidden=True,
+              help="Old spelling of --embedding-dim.")
+@click.option("--hidden", type=int, default=None, hidden=True,
+              help="Old flag: --encoder-hidden-size and --decoder-hidden-size at once.")
 @click.option("--input-feeding/--no-input-feeding", default=True, show_default=True)
 @click.option("--bridge/--no-bridge", default=True, show_default=True,
               help="Initial decoder state from the encoder's final state (else zeros).")
@@ -83,8 +93,11 @@ def _corpus_arg(corpus: str) -> str:
 @device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--skip-bad-lines", is_flag=True, help="Count and skip malformed corpus lines.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str | None,
-          resume: bool, attention: str, hidden: int, emb: int, num_heads: int,
+@click.pass_context
+def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir: str,
+          data_dir: str | None, resume: bool, attention: str, embedding_dim: int,
+          encoder_hidden_size: int, num_encoder_layers: int, decoder_hidden_size: int,
+          attn_dim: int | None, num_heads: int, emb: int | None, hidden: int | None,
           input_feeding: bool, bridge: bool, tie_embeddings: bool, dropout: float,
           label_smoothing: float, vocab_size: int, max_len: int, batch_tokens: int, lr: float,
           time_budget: float | None, max_steps: int | None, decay_steps: int | None,
@@ -93,6 +106,7 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
           precision: str | None, device: str | None, skip_bad_lines: bool,
           quiet: bool) -> None:
     """Train a translator on a corpus (or continue one with --resume)."""
+    from seqlab.translate.model import Seq2SeqConfig
     from seqlab.translate.train import DataConfig, TrainConfig, train_translator
 
     echo = click.echo
@@ -110,11 +124,19 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
         summary = train_translator(out_dir, resume=True, overrides=overrides,
                                    progress=not quiet, echo=echo)
     else:
-        model_cfg = {"emb_dim": emb, "enc_hidden": hidden, "dec_hidden": hidden,
-                     "attention": attention, "num_heads": num_heads if attention == "multihead"
-                     else 1, "input_feeding": input_feeding, "bridge": bridge,
-                     "tie_embeddings": tie_embeddings, "dropout": dropout,
-                     "label_smoothing": label_smoothing}
+        model_cfg = Seq2SeqConfig(
+            embedding_dim=_old_flag(ctx, "emb", emb, ["embedding_dim"], embedding_dim),
+            encoder_hidden_size=_old_flag(ctx, "hidden", hidden,
+                                          ["encoder_hidden_size", "decoder_hidden_size"],
+                                          encoder_hidden_size),
+            num_encoder_layers=num_encoder_layers,
+            decoder_hidden_size=_old_flag(ctx, "hidden", hidden,
+                                          ["encoder_hidden_size", "decoder_hidden_size"],
+                                          decoder_hidden_size),
+            attention=attention, attn_dim=attn_dim,
+            num_heads=num_heads if attention == "multihead" else 1,
+            input_feeding=input_feeding, bridge=bridge, tie_embeddings=tie_embeddings,
+            dropout=dropout, label_smoothing=label_smoothing)
         train_cfg = TrainConfig(batch_tokens=batch_tokens, lr=lr, max_steps=max_steps,
                                 decay_steps=decay_steps or 0,
                                 max_epochs=max_epochs, time_budget_min=time_budget,
@@ -124,14 +146,25 @@ def train(corpus: str, src_lang: str, tgt_lang: str, out_dir: str, data_dir: str
         data_cfg = DataConfig(corpus=_corpus_arg(corpus), src_lang=src_lang, tgt_lang=tgt_lang,
                               data_dir=data_dir, vocab_size=vocab_size, max_len=max_len,
                               skip_bad_lines=skip_bad_lines)
-        try:
-            summary = train_translator(out_dir, model_cfg, train_cfg, data_cfg,
-                                       progress=not quiet, echo=echo)
-        except ValueError as err:   # bad sizes/combinations from the model's own checks
-            raise UserError(str(err)) from None
+        summary = train_translator(out_dir, model_cfg, train_cfg, data_cfg,
+                                   progress=not quiet, echo=echo)
     tps = summary.get("train_tokens_per_s")
     echo(f"run directory: {summary['run_dir']} ({summary['steps']} steps, "
          f"{tps or 0:.0f} target tokens/s)")
+
+
+def _old_flag(ctx: click.Context, old: str, old_value: int | None, new: list[str],
+              value: int) -> int:
+    """The value of a field given by its new flag or by an old spelling (not both)."""
+    if old_value is None:
+        return value
+    given = [n for n in new
+             if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise UserError(f"--{old} is the old spelling of "
+                        f"{' and '.join('--' + n.replace('_', '-') for n in new)}; "
+                        f"give one of them, not both")
+    return old_value
 
 
 def _read_sentences(sentences: tuple[str, ...], input_file: str | None) -> list[str]:
@@ -226,9 +259,9 @@ def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
              num_beams: int, length_penalty: float, batch_size: int, limit: int | None,
              as_json: bool, device: str) -> None:
     """Score a run on a corpus split: sacreBLEU BLEU and chrF (with signatures)."""
+    from seqlab.text.metrics import format_scores
     from seqlab.translate.api import Translator
     from seqlab.translate.corpora import load_corpus
-    from seqlab.translate.metrics import format_scores
 
     tr = Translator.load(run_dir, device=device)
     data = tr.config["data"]

@@ -48,11 +48,11 @@ from seqlab.nn.lstm import LSTMCell
 @dataclass
 class DecoderConfig:
     vocab_size: int
-    emb_dim: int = 256
-    hidden_dim: int = 256
+    embedding_dim: int = 256
+    hidden_size: int = 256
     memory_dim: int = 512          # D: feature size of the memory (e.g. 2 x encoder hidden)
-    attention: str = "additive"    # none | additive | dot | general | scaled_dot | multihead
-    attn_dim: int | None = None    # additive: size of the score MLP (default hidden_dim)
+    attention: str = "additive"    # one of seqlab.nn.attention.ATTENTION_KINDS
+    attn_dim: int | None = None    # additive: size of the score MLP (default hidden_size)
     num_heads: int = 1             # multihead only
     input_feeding: bool = True
     bridge: bool = True            # (h0, c0) = tanh(W s) from a summary vector; False: zeros
@@ -109,9 +109,9 @@ class AttentionDecoder(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
         self.cfg = cfg
-        E, H, D = cfg.emb_dim, cfg.hidden_dim, cfg.memory_dim
+        E, H, D = cfg.embedding_dim, cfg.hidden_size, cfg.memory_dim
         if cfg.tie_embeddings and E != H:
-            raise ValueError(f"tie_embeddings needs emb_dim == hidden_dim, got {E} and {H}")
+            raise ValueError(f"tie_embeddings needs embedding_dim == hidden_size, got {E} and {H}")
         self.embed = nn.Embedding(cfg.vocab_size, E, padding_idx=cfg.pad_id)
         self.cell = LSTMCell(E + (H if cfg.input_feeding else 0), H)
         self.attention = build_attention(cfg.attention, H, D, attn_dim=cfg.attn_dim or H,
@@ -138,7 +138,7 @@ class AttentionDecoder(nn.Module):
 
     def init_state(self, memory: Memory, summary: Tensor | None = None) -> DecoderState:
         """summary: (B, summary_dim), or None for the masked mean of the memory. B rows out."""
-        B, H = memory.values.size(0), self.cfg.hidden_dim
+        B, H = memory.values.size(0), self.cfg.hidden_size
         zeros = memory.values.new_zeros(B, H)
         if not self.cfg.bridge:
             return DecoderState(zeros, zeros, zeros)
@@ -154,7 +154,7 @@ class AttentionDecoder(nn.Module):
 
     def _split_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         """The cell's W_ih split into its embedding and feed columns, and the summed bias."""
-        E = self.cfg.emb_dim
+        E = self.cfg.embedding_dim
         w_ih = self.cell.weight_ih                                   # (4H, E [+ H])
         w_emb = w_ih[:, :E]                                          # (4H, E)
         w_rec: Tensor = self.cell.weight_hh                          # (4H, H)

@@ -169,16 +169,20 @@ def seed_everything(seed: int) -> None:
 
 
 def read_run_config(run_dir: str | Path, fmt: str, check: Callable[[dict[str, Any]], Any],
-                    what: str) -> dict[str, Any]:
+                    what: str, upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                    ) -> dict[str, Any]:
     """config.json of a run directory with format tag `fmt`; `check(cfg)` validates the rest
     (raising ValueError/KeyError/TypeError). Missing or corrupt -> one-line UserError; `what`
-    names the kind of run ("translator") in the message."""
+    names the kind of run ("translator") in the message. `upgrade(cfg)` first turns an older
+    layout into format `fmt` (runs written before a format change still load)."""
     run = Path(run_dir)
     path = run / CONFIG_FILE
     if not run.is_dir():
         raise UserError(f"{run_dir}: run directory not found")
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
+        if upgrade is not None:
+            cfg = upgrade(cfg)
         if cfg.get("format") != fmt:
             raise ValueError(f"format {cfg.get('format')!r}, expected {fmt!r}")
         check(cfg)
@@ -198,11 +202,3 @@ def check_run_dir(out: Path, resume: bool) -> None:
         raise UserError(f"{out}: already holds a training run; use --resume to continue it "
                         "or choose a new --out directory")
 
-
-def check_config_fields(cls: type, d: dict[str, Any]) -> None:
-    """A model config read from config.json must only hold `cls`'s dataclass fields."""
-    from dataclasses import fields
-
-    unknown = set(d) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown model config fields: {sorted(unknown)}")

@@ -20,10 +20,11 @@ import torch
 
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.device import model_device, resolve_device
-from seqlab.errors import UserError
-from seqlab.translate.batching import collate_src
-from seqlab.translate.model import Seq2Seq, TranslatorConfig, default_max_new_tokens
-from seqlab.translate.tokenizer import TokenizerPair
+from seqlab.text.batching import collate_src
+from seqlab.text.metrics import score_corpus
+from seqlab.text.tokenizer import TokenizerPair
+from seqlab.translate.model import Seq2Seq, default_max_new_tokens
+from seqlab.translate.run import load_run
 
 
 @dataclass
@@ -154,20 +155,8 @@ class Translator:
         trained on any device loads on any other). Anything missing, corrupt or mismatched ->
         one-line UserError.
         """
-        from seqlab.training.checkpoint import CONFIG_FILE, load_run_weights
-        from seqlab.translate.train import read_run_config
-
-        run = Path(run_dir)
-        cfg = read_run_config(run)
-        tok = TokenizerPair.load_checked(run, cfg.get("tokenizer", {}), str(run / CONFIG_FILE))
-        mcfg = TranslatorConfig.from_dict(cfg["model"])
-        if (tok.src.vocab_size, tok.tgt.vocab_size) != (mcfg.src_vocab_size, mcfg.tgt_vocab_size):
-            raise UserError(f"{run / 'tokenizer'}: vocabulary sizes {tok.src.vocab_size}/"
-                            f"{tok.tgt.vocab_size} do not match the model's "
-                            f"{mcfg.src_vocab_size}/{mcfg.tgt_vocab_size}")
-        model = Seq2Seq(mcfg)
-        load_run_weights(model, run, checkpoint)
-        return cls(model.to(resolve_device(device)), tok, cfg, run)
+        model, tok, cfg = load_run(run_dir, checkpoint)
+        return cls(model.to(resolve_device(device)), tok, cfg, Path(run_dir))
 
     def translate(self, sentences: list[str] | str, num_beams: int = 5,
                   max_new_tokens: int | None = None, length_penalty: float = 1.0,
@@ -190,8 +179,6 @@ class Translator:
                  length_penalty: float = 1.0, limit: int | None = None) -> dict[str, Any]:
         """BLEU/chrF (sacreBLEU, with signatures) and the lowercased-tokenised BLEU on a
         ParallelText (or anything with `.src` and `.tgt` lists)."""
-        from seqlab.translate.metrics import score_corpus
-
         src, refs = list(split.src), list(split.tgt)
         if limit is not None:
             src, refs = src[:limit], refs[:limit]
@@ -202,46 +189,3 @@ class Translator:
         scores["num_beams"] = num_beams
         return scores
 
-
-def run_translate_demo(out_dir: str | Path, minutes: float = 5.0, corpus: str = "libreoffice-help",
-                       sentences: list[str] | None = None, progress: bool = True,
-                       seed: int = 1234, model_size: int = 128, vocab_size: int = 4000,
-                       max_len: int = 32, device: str = "auto") -> dict[str, Any]:
-    """The README demo: train a small translator for `minutes` on the built-in corpus,
-    translate a few sentences and save their attention heat maps under out_dir/attention/.
-
-    Running it again continues the same run (resume) for another `minutes`.
-    Sized for a few CPU minutes: a 128-unit model, a 4k vocabulary and the pairs of at most
-    `max_len` subwords (UI strings and short help sentences) see many epochs in that time.
-    Returns {"run_dir", "train": summary, "translations": [{source, translation, plot}]}.
-    """
-    from seqlab.translate.train import DataConfig, TrainConfig, train_translator
-    from seqlab.viz.attention_plot import plot_attention
-
-    out = Path(out_dir)
-    run = out / "translator"
-    summary = train_translator(
-        run,
-        model_cfg={"emb_dim": model_size, "enc_hidden": model_size, "dec_hidden": model_size,
-                   "attention": "additive", "dropout": 0.2},
-        train_cfg=TrainConfig(time_budget_min=minutes, eval_every=400, eval_sentences=300,
-                              batch_tokens=2048, lr=3e-3, seed=seed, max_epochs=1000,
-                              device=device),
-        data_cfg=DataConfig(corpus=corpus, src_lang="en", tgt_lang="fr", vocab_size=vocab_size,
-                            max_len=max_len),
-        resume=(run / "checkpoint.safetensors").exists(), progress=progress,
-        overrides={"time_budget_min": minutes, "device": device})
-    tr = Translator.load(run, device=device)
-    sentences = sentences or ["Click the OK button.", "Select the cells you want to delete.",
-                              "Opens the Save As dialog.", "The table has three columns."]
-    outs = tr.translate(sentences, num_beams=5, return_attention=True)
-    shown = []
-    for i, (s, r) in enumerate(zip(sentences, outs, strict=True)):
-        assert not isinstance(r, str)
-        path = out / "attention" / f"sentence_{i + 1}.png"
-        if r.tgt_tokens:   # an empty output has nothing to draw
-            plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
-                           title=f"{s} -> {r.text}")
-        shown.append({"source": s, "translation": r.text,
-                      "plot": str(path) if r.tgt_tokens else None})
-    return {"run_dir": str(run), "train": summary, "translations": shown}

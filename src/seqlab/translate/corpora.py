@@ -29,6 +29,7 @@ from pathlib import Path
 
 from seqlab.errors import UserError
 from seqlab.translate.data import ParallelText, read_aligned, read_tsv, split_grouped
+from seqlab.translate.libreoffice import prepare_libreoffice_help
 
 DATA_ENV = "SEQLAB_DATA_DIR"
 DEFAULT_SEED = 1234
@@ -123,8 +124,6 @@ def load_corpus(name_or_path: str, src_lang: str = "en", tgt_lang: str = "fr",
     lines instead of failing; `cache_dir` is where libreoffice-help is cached.
     """
     if name_or_path == "libreoffice-help":
-        from seqlab.translate.libreoffice import prepare_libreoffice_help
-
         _check_langs(name_or_path, src_lang, tgt_lang, ("en", "fr"))
         pt = read_tsv(prepare_libreoffice_help(cache_dir), skip_bad_lines=skip_bad_lines)
         return _grouped_en_fr(pt, name_or_path, src_lang, tgt_lang, 1000, seed,

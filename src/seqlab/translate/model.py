@@ -4,6 +4,8 @@
     final states [h_fwd; h_bwd] (B, 2He) -> bridge -> decoder (h0, c0)
     tgt_in (B, T) -> AttentionDecoder over the memory -> (B, T, H) -> vocabulary logits
 
+    (He = encoder_hidden_size, H = decoder_hidden_size: the fields of `Seq2SeqConfig`)
+
 Loss: label-smoothed cross-entropy summed over real target tokens (PAD rows are removed before
 the vocabulary projection, so they cost nothing and never reach the loss).
 """
@@ -19,7 +21,15 @@ from torch import Tensor, nn
 from seqlab.decoding.search import SearchResult, beam_search, greedy_search
 from seqlab.nn.decoder import AttentionDecoder, DecoderConfig, DecoderState, Memory
 from seqlab.nn.lstm import LSTM
-from seqlab.training.checkpoint import check_config_fields
+from seqlab.text.config import (
+    check_attention,
+    check_flags,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    check_tied,
+    config_from_dict,
+)
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -69,18 +79,25 @@ def smoothed_cross_entropy(logits: Tensor, target: Tensor, eps: float = 0.0) -> 
 
 
 @dataclass
-class TranslatorConfig:
-    src_vocab_size: int
-    tgt_vocab_size: int
-    emb_dim: int = 256
-    enc_hidden: int = 256          # per direction; the memory is 2 * enc_hidden wide
-    enc_layers: int = 1
-    dec_hidden: int = 256
-    attention: str = "additive"    # none | additive | dot | general | scaled_dot | multihead
-    attn_dim: int | None = None
-    num_heads: int = 1
+class Seq2SeqConfig:
+    """The translator's hyperparameters, named as the torch modules they size.
+
+    Saved as the "model" object of the run's config.json (`to_dict` / `from_dict`); the CLI
+    flags carry the same names (`--decoder-hidden-size`). Checked on construction: a bad value
+    is a one-line UserError naming the field.
+    """
+
+    src_vocab_size: int = 8000     # training sets both from the tokenizer
+    tgt_vocab_size: int = 8000
+    embedding_dim: int = 256       # source and target embeddings
+    encoder_hidden_size: int = 256  # per direction; the memory is 2 * encoder_hidden_size wide
+    num_encoder_layers: int = 1
+    decoder_hidden_size: int = 256
+    attention: str = "additive"    # one of seqlab.nn.attention.ATTENTION_KINDS
+    attn_dim: int | None = None    # additive: score MLP size; multihead: projection size
+    num_heads: int = 1             # multihead only
     input_feeding: bool = True
-    bridge: bool = True
+    bridge: bool = True            # decoder (h0, c0) from the encoder's final states (else 0)
     dropout: float = 0.2
     tie_embeddings: bool = False   # target embeddings = output projection
     label_smoothing: float = 0.1
@@ -88,13 +105,31 @@ class TranslatorConfig:
     bos_id: int = 2
     eos_id: int = 3
 
+    def __post_init__(self) -> None:
+        check_positive(self, "src_vocab_size", "tgt_vocab_size", "embedding_dim",
+                       "encoder_hidden_size", "num_encoder_layers", "decoder_hidden_size")
+        check_non_negative(self, "pad_id", "bos_id", "eos_id")
+        check_flags(self, "input_feeding", "bridge", "tie_embeddings")
+        check_fraction(self, "dropout", "label_smoothing")
+        check_attention(self, "decoder_hidden_size", 2 * self.encoder_hidden_size,
+                        "2 * encoder_hidden_size")
+        check_tied(self, "embedding_dim", "decoder_hidden_size")
+
+    def decoder_config(self) -> DecoderConfig:
+        return DecoderConfig(
+            vocab_size=self.tgt_vocab_size, embedding_dim=self.embedding_dim,
+            hidden_size=self.decoder_hidden_size, memory_dim=2 * self.encoder_hidden_size,
+            attention=self.attention, attn_dim=self.attn_dim, num_heads=self.num_heads,
+            input_feeding=self.input_feeding, bridge=self.bridge,
+            summary_dim=2 * self.encoder_hidden_size, dropout=self.dropout,
+            tie_embeddings=self.tie_embeddings, pad_id=self.pad_id)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TranslatorConfig:
-        check_config_fields(cls, d)
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any]) -> Seq2SeqConfig:
+        return config_from_dict(cls, d)
 
 
 def default_max_new_tokens(src_lengths: Tensor) -> Tensor:
@@ -103,20 +138,17 @@ def default_max_new_tokens(src_lengths: Tensor) -> Tensor:
 
 
 class Seq2Seq(nn.Module):
-    def __init__(self, cfg: TranslatorConfig):
+    def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
         self.cfg = cfg
-        self.src_embed = nn.Embedding(cfg.src_vocab_size, cfg.emb_dim, padding_idx=cfg.pad_id)
-        self.encoder = LSTM(cfg.emb_dim, cfg.enc_hidden, num_layers=cfg.enc_layers,
-                            batch_first=True, bidirectional=True,
-                            dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0)
+        self.src_embed = nn.Embedding(cfg.src_vocab_size, cfg.embedding_dim,
+                                      padding_idx=cfg.pad_id)
+        self.encoder = LSTM(cfg.embedding_dim, cfg.encoder_hidden_size,
+                            num_layers=cfg.num_encoder_layers, batch_first=True,
+                            bidirectional=True,
+                            dropout=cfg.dropout if cfg.num_encoder_layers > 1 else 0.0)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.decoder = AttentionDecoder(DecoderConfig(
-            vocab_size=cfg.tgt_vocab_size, emb_dim=cfg.emb_dim, hidden_dim=cfg.dec_hidden,
-            memory_dim=2 * cfg.enc_hidden, attention=cfg.attention, attn_dim=cfg.attn_dim,
-            num_heads=cfg.num_heads, input_feeding=cfg.input_feeding, bridge=cfg.bridge,
-            summary_dim=2 * cfg.enc_hidden, dropout=cfg.dropout,
-            tie_embeddings=cfg.tie_embeddings, pad_id=cfg.pad_id))
+        self.decoder = AttentionDecoder(cfg.decoder_config())
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

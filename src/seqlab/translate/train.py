@@ -1,11 +1,6 @@
 """Training the translator: data, tokenizer, model and dev BLEU on top of seqlab.training.
 
-Run directory (`out_dir`, format tag "seqlab-translator/1"):
-    config.json              model + training + data config, the tokenizer fingerprint
-    tokenizer/               the sentencepiece model(s) (seqlab.translate.tokenizer)
-    model.safetensors        the best weights so far (by dev BLEU)
-    checkpoint.safetensors   the last state (seqlab.training.checkpoint)
-    train_log.jsonl          one JSON record per log interval / evaluation
+The run directory and its config.json are described in `seqlab.translate.run`.
 
 The loop, the schedule (`WarmupPlateau`: warmup, then halving on a dev-BLEU plateau), the stop
 rules and exact resume live in `seqlab.training.loop`; this module supplies the batches
@@ -16,7 +11,7 @@ greedy decoding of the first `eval_sentences` dev pairs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +19,17 @@ import torch
 
 from seqlab.device import model_device
 from seqlab.errors import UserError
-from seqlab.training.checkpoint import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    LOG_FILE,
-    MODEL_FILE,
-    check_run_dir,
-    load_model_tensors,
-    load_safetensors,
-    model_tensors,
-    seed_everything,
-)
-from seqlab.training.checkpoint import read_run_config as _read_run_config
-from seqlab.training.loop import TrainConfig, WarmupPlateau, torch_threads, train_loop
-from seqlab.translate.batching import collate, make_batches
-from seqlab.translate.model import Seq2Seq, TranslatorConfig
-from seqlab.translate.tokenizer import TokenizerPair
+from seqlab.text.batching import collate, make_batches
+from seqlab.text.metrics import score_corpus
+from seqlab.text.tokenizer import TokenizerPair
+from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
+from seqlab.training.loop import TrainConfig, torch_threads, train_loop
+from seqlab.translate.api import translate_texts
+from seqlab.translate.corpora import load_corpus
+from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
+from seqlab.translate.run import FORMAT, read_run_config
 
-FORMAT = "seqlab-translator/1"
-__all__ = ["CHECKPOINT_FILE", "CONFIG_FILE", "LOG_FILE", "MODEL_FILE", "DataConfig",
-           "EncodedData", "TrainConfig", "WarmupPlateau", "load_model_tensors",
-           "load_run_corpus", "load_safetensors", "model_tensors", "read_run_config",
-           "seed_everything", "train_translator"]
+__all__ = ["DataConfig", "EncodedData", "TrainConfig", "load_run_corpus", "train_translator"]
 
 
 @dataclass
@@ -60,12 +44,6 @@ class DataConfig:
     max_len: int = 100                 # drop training pairs with a side longer (subwords)
     src_eos: bool = True               # append EOS to sources (a "nothing here" position to attend)
     skip_bad_lines: bool = False       # count and skip malformed input lines instead of failing
-
-
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """config.json of a run directory; missing or corrupt -> one-line UserError."""
-    return _read_run_config(run_dir, FORMAT, lambda cfg: TranslatorConfig.from_dict(cfg["model"]),
-                            "translator")
 
 
 # ---- data -------------------------------------------------------------------------------
@@ -98,8 +76,6 @@ def _encode_data(data_cfg: DataConfig, tok: TokenizerPair, corpus: Any,
 
 
 def load_run_corpus(data_cfg: DataConfig) -> Any:
-    from seqlab.translate.corpora import load_corpus
-
     return load_corpus(data_cfg.corpus, data_cfg.src_lang, data_cfg.tgt_lang,
                        data_dir=data_cfg.data_dir, seed=data_cfg.split_seed,
                        skip_bad_lines=data_cfg.skip_bad_lines)
@@ -108,50 +84,42 @@ def load_run_corpus(data_cfg: DataConfig) -> Any:
 # ---- training ---------------------------------------------------------------------------
 
 
-def train_translator(out_dir: str | Path, model_cfg: dict[str, Any] | None = None,
+def train_translator(out_dir: str | Path,
+                     model_cfg: Seq2SeqConfig | dict[str, Any] | None = None,
                      train_cfg: TrainConfig | None = None, data_cfg: DataConfig | None = None,
                      *, resume: bool = False, overrides: dict[str, Any] | None = None,
                      progress: bool = True, corpus: Any = None,
                      echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or, with resume=True, continue) a translator in `out_dir`.
 
-    model_cfg: overrides of TranslatorConfig fields (vocab sizes come from the tokenizer).
+    model_cfg: the model (a Seq2SeqConfig or a dict of its fields; the vocabulary sizes and
+    special ids are set from the tokenizer).
     overrides (resume only): training fields to change when continuing (max_steps,
     time_budget_min, ...). corpus: an already loaded Corpus (skips `load_corpus`).
     Returns a summary: steps, epochs, best dev BLEU, tokens/s, why it stopped.
     """
     out = Path(out_dir)
-    mcfg: TranslatorConfig | None = None
     tok: TokenizerPair | None = None
     if resume:
         cfg = read_run_config(out)
         data_cfg = DataConfig(**{k: v for k, v in cfg["data"].items()
                                  if k in {f.name for f in fields(DataConfig)}})
         train_cfg = TrainConfig.from_dict({**cfg["train"], **(overrides or {})})
-        mcfg = TranslatorConfig.from_dict(cfg["model"])
+        mcfg = Seq2SeqConfig.from_dict(cfg["model"])
         tok = TokenizerPair.load_checked(out, cfg["tokenizer"], str(out / CONFIG_FILE))
     else:
         data_cfg = data_cfg or DataConfig()
         train_cfg = train_cfg or TrainConfig()
-        _check_model_cfg(model_cfg or {})
+        # checked (in __post_init__) before any data is read or tokenizer trained
+        mcfg = (Seq2SeqConfig.from_dict(model_cfg) if isinstance(model_cfg, dict)
+                else model_cfg or Seq2SeqConfig())
     check_run_dir(out, resume)
     with torch_threads(train_cfg.threads):
-        return _train(out, resume, mcfg, model_cfg, train_cfg, data_cfg, tok, corpus, progress,
-                      echo)
+        return _train(out, resume, mcfg, train_cfg, data_cfg, tok, corpus, progress, echo)
 
 
-def _check_model_cfg(model_cfg: dict[str, Any]) -> None:
-    """Fail on a bad model config before any data is read or tokenizer trained."""
-    known = {f.name for f in fields(TranslatorConfig)} - {"src_vocab_size", "tgt_vocab_size"}
-    unknown = sorted(set(model_cfg) - known)
-    if unknown:
-        raise ValueError(f"model config: unknown fields {unknown}")
-    Seq2Seq(TranslatorConfig(**{**model_cfg, "src_vocab_size": 8, "tgt_vocab_size": 8}))
-
-
-def _train(out: Path, resume: bool, mcfg: TranslatorConfig | None,
-           model_cfg: dict[str, Any] | None, train_cfg: TrainConfig, data_cfg: DataConfig,
-           tok: TokenizerPair | None, corpus: Any, progress: bool,
+def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
+           data_cfg: DataConfig, tok: TokenizerPair | None, corpus: Any, progress: bool,
            echo: Callable[[str], None]) -> dict[str, Any]:
     seed_everything(train_cfg.seed)
     if corpus is None:
@@ -162,11 +130,10 @@ def _train(out: Path, resume: bool, mcfg: TranslatorConfig | None,
         tok = TokenizerPair.train_pair(corpus.train.src, corpus.train.tgt, out,
                                        vocab_size=data_cfg.vocab_size,
                                        shared=data_cfg.shared_vocab)
-        mcfg = TranslatorConfig(**{**(model_cfg or {}), "src_vocab_size": tok.src.vocab_size,
-                                   "tgt_vocab_size": tok.tgt.vocab_size,
-                                   "pad_id": tok.src.pad_id, "bos_id": tok.tgt.bos_id,
-                                   "eos_id": tok.tgt.eos_id})
-    assert tok is not None and mcfg is not None
+        mcfg = replace(mcfg, src_vocab_size=tok.src.vocab_size,
+                       tgt_vocab_size=tok.tgt.vocab_size, pad_id=tok.src.pad_id,
+                       bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
+    assert tok is not None
     data = _encode_data(data_cfg, tok, corpus, train_cfg.eval_sentences)
     if not data.src_ids:
         raise UserError(f"{data_cfg.corpus}: no training pairs left after the length filter "
@@ -194,9 +161,6 @@ def _train(out: Path, resume: bool, mcfg: TranslatorConfig | None,
         return m.loss(b.src, b.src_lengths, b.src_mask, b.tgt_in, b.tgt_out)
 
     def evaluate(m: Seq2Seq) -> float:
-        from seqlab.translate.api import translate_texts
-        from seqlab.translate.metrics import score_corpus
-
         hyps = translate_texts(m, tok, data.dev_src, num_beams=1,
                                batch_size=train_cfg.eval_batch_size, src_eos=data_cfg.src_eos)
         return float(score_corpus(hyps, data.dev_ref, data_cfg.tgt_lang)["bleu"])

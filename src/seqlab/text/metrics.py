@@ -1,4 +1,4 @@
-"""Translation quality: sacreBLEU BLEU and chrF, with their signatures.
+"""Text quality: sacreBLEU BLEU and chrF, with their signatures (translations, captions).
 
 All scores are computed on detokenised text (what `SubwordTokenizer.decode` returns), against
 one reference per sentence:

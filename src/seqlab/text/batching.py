@@ -1,4 +1,4 @@
-"""Length-bucketed batches and padding for the translator.
+"""Length-bucketed batches and padding for the text generators (translator, captioner).
 
 Training batches: `make_batches` groups examples of similar length so padding stays small, then
 shuffles the batch order; the result depends only on (lengths, limits, seed, epoch), so a resumed
@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from seqlab.translate.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from seqlab.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 T = TypeVar("T")
 

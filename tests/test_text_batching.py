@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqlab.translate.batching import collate, collate_src, make_batches
-from seqlab.translate.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from seqlab.text.batching import collate, collate_src, make_batches
+from seqlab.text.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 def _lengths(n: int = 2000, seed: int = 0) -> tuple[list[int], list[int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seqlab.translate.metrics import format_scores, score_corpus
+from seqlab.text.metrics import format_scores, score_corpus
 
 REFS = ["Le chat est assis sur le tapis.", "Il fait très froid ce matin, n'est-ce pas ?",
         "Deux hommes marchent dans la rue avec leurs chiens.", "Je suis fatigué."]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from seqlab.errors import UserError
-from seqlab.translate.tokenizer import (
+from seqlab.text.tokenizer import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
