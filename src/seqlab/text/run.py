@@ -26,7 +26,7 @@ class RunFormat:
     tag: str
     what: str
     model_cls: type[torch.nn.Module]
-    config_cls: type
+    config_cls: type[Any]   # a dataclass with a `from_dict` classmethod
     vocab_fields: tuple[str, str]
     renames: dict[str, dict[str, str]] = field(default_factory=dict)
 
