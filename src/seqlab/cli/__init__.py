@@ -23,6 +23,7 @@ def _register() -> None:
     main.add_command(__import__("seqlab.cli.series", fromlist=["series"]).series)
     main.add_command(__import__("seqlab.cli.translate", fromlist=["translate"]).translate)
     main.add_command(__import__("seqlab.cli.caption", fromlist=["caption"]).caption)
+    main.add_command(__import__("seqlab.cli.studio", fromlist=["studio"]).studio)
 
 
 _register()
