@@ -19,7 +19,7 @@ pytest.importorskip("fastapi", reason="the studio extra (fastapi) is not install
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
 
 with warnings.catch_warnings():   # starlette's notice about its httpx client
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
 from seqlab.studio.app import Limits, QueueFullError, WorkQueue, create_app  # noqa: E402
