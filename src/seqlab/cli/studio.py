@@ -24,7 +24,12 @@ def _free_port(host: str) -> int:
               help="Port to listen on (0: any free port).")
 @click.option("--max-queue", type=click.IntRange(1, 100_000), default=256, show_default=True,
               help="Model requests allowed to wait at once; more are answered 503.")
-def studio(run_dirs: tuple[Path, ...], host: str, port: int, max_queue: int) -> None:
+@click.option("--threads", type=click.IntRange(1, 512), default=1, show_default=True,
+              help="torch threads for the model calls (they run one at a time; one thread "
+                   "leaves the other cores to the web server and stalls least on a busy "
+                   "machine; more help large models on an idle one).")
+def studio(run_dirs: tuple[Path, ...], host: str, port: int, max_queue: int,
+           threads: int) -> None:
     """Serve a page to look inside RUN_DIRs (translator, captioner, series autoencoder runs)
     and the built-in gates model: attention, beam search, gates, anomaly scores, captions."""
     try:
@@ -34,8 +39,11 @@ def studio(run_dirs: tuple[Path, ...], host: str, port: int, max_queue: int) -> 
     except ImportError as err:
         raise UserError(f"seqlab studio needs the 'studio' extra ({err.name} is missing): "
                         "pip install 'seqlab[studio]'") from None
+    import torch
+
     from seqlab.studio.app import Limits, create_app
 
+    torch.set_num_threads(threads)
     app = create_app(run_dirs, Limits(max_queue=max_queue))
     if port == 0:
         port = _free_port(host)
