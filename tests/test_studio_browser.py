@@ -133,6 +133,19 @@ def test_gates_hover_and_time_range(page, shots):
     save(page, shots, "gates")
 
 
+def test_series_encoder_gates_over_a_csv_window(page, studio_runs):
+    page.click("#tabs button[data-view=gates]")
+    page.select_option("#g-model", "series")
+    assert page.locator("#g-text-row").is_hidden() and page.locator("#g-csv-row").is_visible()
+    page.set_input_files("#g-csv", str(studio_runs.anomaly_csv))
+    page.fill("#g-start", "390")
+    page.click("#g-go-csv")
+    page.wait_for_selector("#g-out canvas")
+    # six maps, the step labels and one line per input column (a, b)
+    assert page.locator("#g-out canvas").count() == 1 + 6 + 2
+    assert "points 390-405" in page.locator("#g-out .card h3").text_content()
+
+
 def test_series_upload_events_zoom_download(page, shots, studio_runs):
     page.click("#tabs button[data-view=series]")
     page.set_input_files("#s-file", str(studio_runs.anomaly_csv))

@@ -410,12 +410,8 @@ async function gates() {
   const run = state.runs.find(r => r.name === m);
   let res;
   if (run && run.kind === "series") {
-    const f = $("#g-csv").files[0];
-    if (!f) throw new Error("choose a CSV file first");
-    const fd = new FormData();
-    fd.append("file", f); fd.append("run", m); fd.append("start", $("#g-start").value);
-    fd.append("layer", $("#g-layer").value);
-    res = await api("/api/gates/series", { method: "POST", body: fd });
+    res = await postFile("/api/gates/series", "#g-csv", "a CSV file",
+                         { run: m, start: $("#g-start").value, layer: $("#g-layer").value });
   } else {
     res = await api("/api/gates", { json: { model: m, text: $("#g-text").value,
       layer: +$("#g-layer").value, direction: +$("#g-dir").value } });
@@ -584,13 +580,19 @@ function eventsCsv(res) {
   return lines.join("\n") + "\n";
 }
 
-async function scoreSeries() {
-  const f = $("#s-file").files[0];
-  if (!f) throw new Error("choose a CSV file first");
+async function postFile(path, input, what, fields) {
+  // a multipart upload of the file chosen in `input`, with the non-empty `fields`
+  const f = $(input).files[0];
+  if (!f) throw new Error(`choose ${what} first`);
   const fd = new FormData();
   fd.append("file", f);
-  if ($("#s-run").value) fd.append("run", $("#s-run").value);
-  renderSeries(await api("/api/series/score", { method: "POST", body: fd }));
+  for (const [k, v] of Object.entries(fields)) if (v !== "") fd.append(k, v);
+  return api(path, { method: "POST", body: fd });
+}
+
+async function scoreSeries() {
+  renderSeries(await postFile("/api/series/score", "#s-file", "a CSV file",
+                              { run: $("#s-run").value }));
 }
 
 // ---------------------------------------------------------------- caption
@@ -608,7 +610,7 @@ function drawAttentionOver(canvas, img, map, G) {
     for (let x = 0; x < G; x++) {
       const k = 4 * (y * G + x), a = map[y][x] / m;
       data.data[k] = 10; data.data[k + 1] = 14; data.data[k + 2] = 30;
-      data.data[k + 3] = Math.round(215 * (1 - a));
+      data.data[k + 3] = Math.round(185 * (1 - a));
     }
   }
   sctx.putImageData(data, 0, 0);
@@ -650,13 +652,8 @@ function renderCaption(res) {
 }
 
 async function captionImage() {
-  const f = $("#c-file").files[0];
-  if (!f) throw new Error("choose an image first");
-  const fd = new FormData();
-  fd.append("file", f);
-  if ($("#c-run").value) fd.append("run", $("#c-run").value);
-  fd.append("num_beams", $("#c-beams").value);
-  renderCaption(await api("/api/caption", { method: "POST", body: fd }));
+  renderCaption(await postFile("/api/caption", "#c-file", "an image",
+                               { run: $("#c-run").value, num_beams: $("#c-beams").value }));
 }
 
 // ---------------------------------------------------------------- runs
