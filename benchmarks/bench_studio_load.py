@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import socket
 import statistics
@@ -172,6 +173,7 @@ def main() -> None:
     if not 1 <= a.clients <= 1000 or not 0 < a.seconds <= 3600:
         ap.error("--clients must be in 1..1000 and --seconds in (0, 3600]")
 
+    names = {"translator": a.translator, "series": a.series}
     with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
         if a.translator is None or a.series is None:
             print("training tiny runs ...", flush=True)
@@ -185,6 +187,7 @@ def main() -> None:
         try:
             asyncio.run(wait_ready(base, proc))
             print(f"{a.clients} clients for {a.seconds:.0f} s against {base} ...", flush=True)
+            load_before = os.getloadavg()[0]   # other work on the machine shows in latency
             t0 = time.perf_counter()
             res = asyncio.run(load(base, a.clients, a.seconds, a.max_requests, a.timeout,
                                    series_csv(a.csv_rows), sentences))
@@ -199,15 +202,18 @@ def main() -> None:
     per = {k: summarise(v, wall) for k, v in res.items()}
     total = summarise(res["translate"] + res["series"], wall)
 
-    def rel(p: Path) -> str:   # paths relative to the repository (else just the name)
+    def rel(p: Path | None) -> str:   # paths relative to the repository (else the name)
+        if p is None:
+            return "tiny, trained by this script (64 units, 50 steps / 2 epochs)"
         p = Path(p).resolve()
         return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else p.name
 
     record = {"benchmark": "studio_load",
               "setup": {"clients": a.clients, "seconds": a.seconds, "wall_s": wall,
                         "max_queue": a.max_queue, "threads": a.threads, "csv_rows": a.csv_rows,
-                        "translator": rel(a.translator), "series": rel(a.series),
-                        "num_beams": 5, "host": HOST},
+                        "translator": rel(names["translator"]),
+                        "series": rel(names["series"]), "num_beams": 5, "host": HOST,
+                        "load_average_1min_before": load_before},
               "translate": per["translate"], "series": per["series"], "total": total,
               "machine": machine_info()}
     print(f"{'endpoint':<10} {'served':>7} {'errors':>6} {'per s':>7} {'p50 s':>7} "

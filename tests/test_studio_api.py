@@ -301,3 +301,44 @@ def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "other/1"}')
     r = CliRunner().invoke(main, ["studio", str(tmp_path)])
     assert r.exit_code == 2 and "format 'other/1' is not one studio shows" in r.output
+
+
+def test_cli_missing_extra_is_one_line(monkeypatch, studio_runs):
+    import sys
+
+    from click.testing import CliRunner
+
+    from seqlab.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)       # as if not installed
+    r = CliRunner().invoke(main, ["studio", str(studio_runs.series)])
+    assert r.exit_code == 2
+    assert r.output.strip() == ("error: seqlab studio needs the 'studio' extra (uvicorn is "
+                                "missing): pip install 'seqlab[studio]'")
+
+
+def test_cli_serves_on_loopback_and_prints_the_url(studio_runs):
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-c", "from seqlab.cli import main; main()",
+                             "studio", str(studio_runs.series), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("seqlab studio: http://127.0.0.1:"), line
+        url = line.split()[2]
+        assert "series (series)" in line
+        body = None
+        for _ in range(100):                 # uvicorn binds just after the line is printed
+            try:
+                with urllib.request.urlopen(url + "api/runs", timeout=5) as resp:
+                    body = json.loads(resp.read())
+                break
+            except OSError:
+                threading.Event().wait(0.1)
+        assert body is not None and body["runs"] == [{"name": "series", "kind": "series"}]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
