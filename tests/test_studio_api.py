@@ -342,3 +342,37 @@ def test_cli_serves_on_loopback_and_prints_the_url(studio_runs):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_translations_waiting_together_run_as_one_batch(studio_runs):
+    import httpx
+
+    app = create_app([studio_runs.translator])
+    texts = ["I see two red cats .", "I have one dog .", "I want three blue books .",
+             "I see one white horse .", "I have four black cars ."]
+    release = threading.Event()
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://studio") as c:
+            one_by_one = [(await c.post("/api/translate", json={"text": t, "num_beams": 3}))
+                          .json() for t in texts]
+            batches = app.state.translations.batches
+            blocker = asyncio.create_task(app.state.queue.run(release.wait, 30))
+            reqs = [asyncio.create_task(c.post("/api/translate",
+                                               json={"text": t, "num_beams": 3}))
+                    for t in texts]
+            while app.state.queue.waiting < 1 + len(texts):
+                await asyncio.sleep(0.01)
+            release.set()
+            await blocker
+            together = [(await r).json() for r in reqs]
+            return one_by_one, together, app.state.translations.batches - batches
+
+    one_by_one, together, batches = asyncio.run(main())
+    assert batches == 1                          # all five in one model call
+    for a, b in zip(one_by_one, together, strict=True):
+        assert a["translation"] == b["translation"]
+        assert a["target_tokens"] == b["target_tokens"]
+        np.testing.assert_allclose(a["attention"], b["attention"], atol=1e-4)
+    app.state.queue.shutdown()

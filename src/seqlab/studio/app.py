@@ -6,7 +6,7 @@
 Every model call goes through one `WorkQueue`: a single worker thread runs them in turn (torch
 uses the cores inside each call), and at most `max_queue` calls wait; more get a 503. So many
 clients neither crash the server nor starve it: the page and /api/runs stay answered while the
-queue works.
+queue works. Translations that wait together (same run and settings) run as one batch.
 
 Limits (a 4xx JSON error {"detail": "..."} names the field and the limit): text length, beam
 size, upload size (CSV and images), image pixels. Runs are reachable only by their names.
@@ -76,6 +76,62 @@ class WorkQueue:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(eq=False)
+class _Waiting:
+    key: tuple
+    text: str
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Requests of one kind and the same settings that wait in the queue together run as one
+    batch: the first of their jobs the worker reaches takes up to `max_batch` of them, the
+    others find their result ready. Each request still holds its own place in the queue."""
+
+    def __init__(self, fn: Callable[[tuple, list[str]], list[Any]], max_batch: int = 32):
+        self.fn, self.max_batch = fn, max_batch
+        self.batches = 0
+        self._waiting: list[_Waiting] = []
+        self._lock = threading.Lock()
+
+    def add(self, key: tuple, text: str) -> _Waiting:
+        item = _Waiting(key, text)
+        with self._lock:
+            self._waiting.append(item)
+        return item
+
+    def discard(self, item: _Waiting) -> None:
+        with self._lock:
+            if item in self._waiting:
+                self._waiting.remove(item)
+
+    def job(self, item: _Waiting) -> Any:
+        """Runs on the worker thread."""
+        group = None
+        with self._lock:
+            if not item.done:   # not yet answered by an earlier batch
+                group = [item] + [w for w in self._waiting if w.key == item.key
+                                  and w is not item][:self.max_batch - 1]
+                for w in group:
+                    self._waiting.remove(w)
+        if group is not None:
+            try:
+                for w, r in zip(group, self.fn(item.key, [w.text for w in group]), strict=True):
+                    w.result = r
+            except BaseException as err:
+                for w in group:
+                    w.error = err
+            finally:
+                self.batches += 1
+                for w in group:
+                    w.done = True
+        if item.error is not None:
+            raise item.error
+        return item.result
 
 
 # ----------------------------------------------------------------------------- API schemas
@@ -201,7 +257,11 @@ def create_app(run_dirs: Sequence[str | Path] = (), limits: Limits | None = None
                   description="Look inside seqlab models: attention, beam search, LSTM gates, "
                               "anomaly scores, captions. See docs/studio.md.",
                   version="1")
+    # translations without details that wait together run as one batch
+    translations = Batcher(lambda key, texts: R.translate_many(registry.runs[key[0]], texts,
+                                                               *key[1:]))
     app.state.registry, app.state.queue, app.state.limits = registry, queue, limits
+    app.state.translations = translations
     app.router.on_shutdown.append(queue.shutdown)
 
     @app.exception_handler(UserError)
@@ -304,8 +364,16 @@ def create_app(run_dirs: Sequence[str | Path] = (), limits: Limits | None = None
             raise HTTPException(422, f"n_best: {req.n_best}, at most num_beams="
                                      f"{req.num_beams}")
         run = registry.get(req.run, R.TRANSLATE)
-        return await queue.run(R.translate, run, req.text, req.num_beams, req.length_penalty,
-                               req.n_best, req.details)
+        if req.details:
+            return await queue.run(R.translate, run, req.text, req.num_beams,
+                                   req.length_penalty, req.n_best, True)
+        item = translations.add((run.name, req.num_beams, req.length_penalty, req.n_best),
+                                req.text)
+        try:
+            return await queue.run(translations.job, item)
+        except QueueFullError:
+            translations.discard(item)
+            raise
 
     # ---- gates
     @app.post("/api/gates", response_model=GatesResponse,

@@ -161,24 +161,32 @@ def _rounded(a: np.ndarray | torch.Tensor, digits: int = 4) -> list:
     return out.tolist()
 
 
+def translate_many(run: Run, texts: list[str], num_beams: int, length_penalty: float,
+                   n_best: int) -> list[dict[str, Any]]:
+    """Sentences through one `Translator.translate` call (a batch): translation, tokens,
+    (T, S) attention and n-best of each."""
+    out = []
+    for res in run.model.translate(texts, num_beams=num_beams, length_penalty=length_penalty,
+                                   return_attention=True, num_return_sequences=n_best):
+        att = res.attention if res.attention is not None else np.zeros((0, len(res.src_tokens)))
+        out.append({
+            "run": run.name, "translation": res.text, "source_tokens": res.src_tokens,
+            "target_tokens": res.tgt_tokens, "attention": _rounded(att, 5), "score": res.score,
+            "nbest": [{"translation": res.text, "score": res.score}]
+                     + [{"translation": t, "score": s} for t, s in res.nbest],
+            "heads": None, "tree": None})
+    return out
+
+
 def translate(run: Run, text: str, num_beams: int, length_penalty: float, n_best: int,
               details: bool) -> dict[str, Any]:
-    """One sentence through `Translator.translate`; with `details` also the beam search tree
-    and, for multi-head attention, one (T, S) map per head."""
-    tr = run.model
-    [res] = tr.translate([text], num_beams=num_beams, length_penalty=length_penalty,
-                         return_attention=True, num_return_sequences=n_best)
-    att = res.attention if res.attention is not None else np.zeros((0, len(res.src_tokens)))
-    out: dict[str, Any] = {
-        "run": run.name, "translation": res.text, "source_tokens": res.src_tokens,
-        "target_tokens": res.tgt_tokens, "attention": _rounded(att, 5), "score": res.score,
-        "nbest": [{"translation": res.text, "score": res.score}]
-                 + [{"translation": t, "score": s} for t, s in res.nbest],
-        "heads": None, "tree": None}
+    """One sentence; with `details` also the beam search tree and, for multi-head attention,
+    one (T, S) map per head."""
+    [out] = translate_many(run, [text], num_beams, length_penalty, n_best)
     if details and text.strip():
-        tree, best_ids = beam_tree(tr, text, num_beams, length_penalty)
+        tree, best_ids = beam_tree(run.model, text, num_beams, length_penalty)
         out["tree"] = tree
-        heads = head_attention(tr, text, best_ids)
+        heads = head_attention(run.model, text, best_ids)
         if heads is not None:
             out["heads"] = _rounded(heads, 5)
     return out
