@@ -202,17 +202,18 @@ def main() -> None:
     per = {k: summarise(v, wall) for k, v in res.items()}
     total = summarise(res["translate"] + res["series"], wall)
 
-    def rel(p: Path | None) -> str:   # paths relative to the repository (else the name)
+    def rel(p: Path | None, tiny: str) -> str:   # relative to the repository, else the name
         if p is None:
-            return "tiny, trained by this script (64 units, 50 steps / 2 epochs)"
+            return f"tiny, trained by this script ({tiny})"
         p = Path(p).resolve()
         return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else p.name
 
     record = {"benchmark": "studio_load",
               "setup": {"clients": a.clients, "seconds": a.seconds, "wall_s": wall,
                         "max_queue": a.max_queue, "threads": a.threads, "csv_rows": a.csv_rows,
-                        "translator": rel(names["translator"]),
-                        "series": rel(names["series"]), "num_beams": 5, "host": HOST,
+                        "translator": rel(names["translator"], "64 units, 50 steps"),
+                        "series": rel(names["series"], "window 32, 32 units, 2 epochs"),
+                        "num_beams": 5, "host": HOST,
                         "load_average_1min_before": load_before},
               "translate": per["translate"], "series": per["series"], "total": total,
               "machine": machine_info()}
