@@ -43,8 +43,8 @@ def studio(run_dirs: tuple[Path, ...], host: str, port: int, max_queue: int,
 
     from seqlab.studio.app import Limits, create_app
 
-    torch.set_num_threads(threads)
     app = create_app(run_dirs, Limits(max_queue=max_queue))
+    torch.set_num_threads(threads)
     if port == 0:
         port = _free_port(host)
     names = ", ".join(f"{r.name} ({r.kind})" for r in app.state.registry.runs.values())
