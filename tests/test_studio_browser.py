@@ -201,3 +201,29 @@ def test_runs_curves_and_an_error_message(page, shots):
     page.click("#g-go")
     page.wait_for_selector("#error:not([hidden])")
     assert "not in the char model's alphabet" in page.locator("#error").inner_text()
+
+
+def test_runs_view_follows_a_training_log(browser, studio_runs, tmp_path):
+    import json
+
+    from seqlab.studio.app import create_app, serve_in_thread
+
+    run = tmp_path / "training"
+    shutil.copytree(studio_runs.translator, run)
+    server, thread, port = serve_in_thread(create_app([run]), "127.0.0.1", 0)
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        p = ctx.new_page()
+        p.goto(f"http://127.0.0.1:{port}")
+        p.click("#tabs button[data-view=runs]")
+        p.wait_for_selector("#runs-out .run polyline")
+        assert "loss 0.1234" not in p.locator("#runs-out").text_content()
+        with (run / "train_log.jsonl").open("a") as f:     # the training logs another step
+            f.write(json.dumps({"step": 30, "epoch": 3, "loss": 0.1234, "lr": 1e-3}) + "\n")
+        # the page polls every 5 s
+        p.wait_for_function("document.querySelector('#runs-out').textContent"
+                            ".includes('loss 0.1234')", timeout=15_000)
+    finally:
+        ctx.close()
+        server.should_exit = True
+        thread.join(timeout=10)
