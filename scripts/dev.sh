@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One entry point for set-up and the two everyday jobs.
 #   bash scripts/dev.sh demo   -> create/reuse .venv, install, run the built-in demo
-#   bash scripts/dev.sh test   -> create/reuse .venv, install, run ruff, mypy and the test-suite,
-#                                 then the cpu_sensitive tests again as on an AVX2-only CPU
+#   bash scripts/dev.sh test   -> create/reuse .venv, install (and Debian's chromium for the
+#                                 studio's browser tests, if missing), run ruff, mypy and the
+#                                 test-suite, then the cpu_sensitive tests again as on an
+#                                 AVX2-only CPU
 # Installs use constraints.txt, which pins the CPU build of torch for this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,13 @@ shift || true
 case "$cmd" in
   demo) exec "$VENV/bin/seqlab" demo "$@" ;;
   test)
+    # the studio's browser tests drive Debian's Chromium (Playwright's own download is not
+    # used); installed once, only when missing
+    if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+      sudo_=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo_="sudo"
+      $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq chromium \
+        || echo "warning: could not install chromium; the studio browser tests will skip" >&2
+    fi
     "$VENV/bin/ruff" check src tests benchmarks
     "$VENV/bin/python" -m mypy
     "$VENV/bin/python" -m pytest -q "$@"

@@ -13,3 +13,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def studio_runs(tmp_path_factory):
+    """A tiny translator, series autoencoder and captioner, trained once for the studio tests."""
+    from studio_runs import make_runs
+
+    return make_runs(tmp_path_factory.mktemp("studio"))

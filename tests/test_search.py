@@ -233,3 +233,35 @@ def test_search_protocols_are_checked_at_runtime(trained):
     mem, st = trained.encode(src, lengths, mask)
     with pytest.raises(TypeError, match="lacks the StreamingStepDecoder methods"):
         greedy_search_stream(minimal, [(mem, st, 5)], bos_id=BOS, eos_id=EOS, max_rows=4)
+
+
+def test_recorded_tree_rebuilds_the_hypotheses(trained):
+    """record_tree changes nothing, and replaying its steps (parent beam + token -> new beam)
+    gives every returned hypothesis with its log-probability."""
+    m = trained
+    src, lengths, mask = sources(B=4, seed=3)
+    kw = dict(bos_id=BOS, eos_id=EOS, max_len=8, num_beams=3, num_return_sequences=3)
+    mem, st = m.encode(src, lengths, mask)
+    plain = beam_search(m.decoder, mem, st, **kw)
+    mem, st = m.encode(src, lengths, mask)
+    rec = beam_search(m.decoder, mem, st, record_tree=True, **kw)
+    assert plain.trees is None and rec.trees is not None and len(rec.trees) == 4
+    for b, (hp, hr) in enumerate(zip(plain.hypotheses, rec.hypotheses, strict=True)):
+        assert [h.tokens for h in hp] == [h.tokens for h in hr]
+        prefixes: dict[int, list[int]] = {0: []}
+        ends: dict[tuple[int, ...], float] = {}
+        for step in rec.trees[b]:
+            assert 1 <= len(step) <= 6 and sum(c.beam >= 0 for c in step) <= 3
+            nxt: dict[int, list[int]] = {}
+            for c in step:
+                assert c.parent in prefixes
+                if c.closed:
+                    assert c.token == EOS and c.beam == -1
+                    ends[tuple(prefixes[c.parent])] = c.logprob
+                if c.beam >= 0:
+                    nxt[c.beam] = prefixes[c.parent] + [c.token]
+                    if len(nxt[c.beam]) == 8:          # closed by the length limit
+                        ends[tuple(nxt[c.beam])] = c.logprob
+            prefixes = nxt
+        for h in hr:
+            assert ends[tuple(h.tokens)] == pytest.approx(h.logprob, abs=1e-5)

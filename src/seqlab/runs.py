@@ -1,9 +1,9 @@
 """What kind of seqlab run a directory holds, from the "format" tag of its config.json.
 
 Every application saves its runs with its own tag (`seqlab.series.estimator.FORMAT`,
-`seqlab.translate.train.FORMAT`, `seqlab.caption.train.FORMAT`); code that accepts any run
-(e.g. `seqlab gates --model RUN`) asks `run_kind` and then calls that application's own loader
-(`SeriesAutoencoder.load`, `Translator.load`, `Captioner.load`).
+`seqlab.translate.run.FORMAT`, `seqlab.caption.run.FORMAT`, and their older tags); code that
+accepts any run (e.g. `seqlab gates --model RUN`) asks `run_kind` and then calls that
+application's own loader (`SeriesAutoencoder.load`, `Translator.load`, `Captioner.load`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ RunKind = Literal["series", "translator", "captioner"]
 
 def _formats() -> dict[str, RunKind]:
     # imported here: each tag lives with its application, which is heavy to import
-    from seqlab.caption.train import FORMAT as CAPTION_FORMAT
+    from seqlab.caption import run as caption_run
     from seqlab.series.estimator import FORMAT as SERIES_FORMAT
-    from seqlab.translate.train import FORMAT as TRANSLATE_FORMAT
+    from seqlab.translate import run as translate_run
 
-    return {SERIES_FORMAT: "series", TRANSLATE_FORMAT: "translator",
-            CAPTION_FORMAT: "captioner"}
+    return {SERIES_FORMAT: "series",
+            translate_run.FORMAT: "translator", translate_run.FORMAT_V1: "translator",
+            caption_run.FORMAT: "captioner", caption_run.FORMAT_V1: "captioner"}
 
 
 def run_kind(run_dir: str | Path) -> RunKind:

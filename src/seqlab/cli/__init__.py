@@ -10,6 +10,7 @@ from seqlab.cli.demo import demo
 from seqlab.cli.gates import gates
 from seqlab.cli.group import UserErrorGroup
 from seqlab.cli.series import series
+from seqlab.cli.studio import studio
 from seqlab.cli.translate import translate
 
 
@@ -19,5 +20,5 @@ def main() -> None:
     """seqlab: LSTMs from their gates, sequence autoencoders, attention encoder-decoders."""
 
 
-for command in (gates, demo, series, translate, caption):
+for command in (gates, demo, series, translate, caption, studio):
     main.add_command(command)

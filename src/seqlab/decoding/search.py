@@ -32,6 +32,8 @@ Beam search (fairseq-style, vectorised over the batch):
   is alpha; 0 = raw log-probability sums, 1 = roughly the per-token average). `len` counts the
   output tokens plus EOS.
 - `num_return_sequences` best hypotheses per sentence (n-best), best first.
+- `record_tree=True` (off by default) keeps every step's ranked candidates per sentence in
+  `SearchResult.trees` (the beam search tree, for `seqlab studio`); it changes no result.
 """
 
 from __future__ import annotations
@@ -94,8 +96,45 @@ class Hypothesis:
 
 
 @dataclass
+class TreeStep:
+    """One candidate continuation ranked at a beam search step (`record_tree=True`).
+
+    parent: the beam it extends (index among the previous step's beams; 0 at step 0);
+    token: the token id; logprob: the raw log-probability sum of the prefix + token;
+    beam: its index among this step's beams when it stays alive, -1 otherwise;
+    closed: an EOS that closed a hypothesis (its tokens are the parent's prefix).
+    """
+
+    parent: int
+    token: int
+    logprob: float
+    beam: int
+    closed: bool
+
+
+def _record_tree_step(trees: list[list[list[TreeStep]]], active: list[int], done: list[bool],
+                      top_beam: Tensor, top_tok: Tensor, top_scores: Tensor, order: Tensor,
+                      close: Tensor) -> None:
+    """Append this step's 2K ranked candidates (Ba, 2K) of each sentence still searched."""
+    Ba, K = order.shape
+    beam_of = torch.full_like(top_tok, -1)                            # (Ba, 2K)
+    beam_of.scatter_(1, order, torch.arange(K, device=order.device).expand(Ba, K))
+    closed = torch.zeros_like(top_tok, dtype=torch.bool)
+    closed[:, :K] = close
+    rows = zip(top_beam.tolist(), top_tok.tolist(), top_scores.tolist(), beam_of.tolist(),
+               closed.tolist(), strict=True)
+    for b, (par, tok, sc, bm, cl) in zip(active, rows, strict=True):
+        if done[b]:
+            continue
+        trees[b].append([TreeStep(p, t, s, k, c) for p, t, s, k, c
+                         in zip(par, tok, sc, bm, cl, strict=True) if s != float("-inf")])
+
+
+@dataclass
 class SearchResult:
     hypotheses: list[list[Hypothesis]] = field(default_factory=list)  # per sentence, best first
+    # beam_search(record_tree=True): per sentence, per step, its ranked candidates (TreeStep)
+    trees: list[list[list[TreeStep]]] | None = None
 
     def best(self) -> list[Hypothesis]:
         return [h[0] for h in self.hypotheses]
@@ -356,11 +395,13 @@ def greedy_search_stream(decoder: StreamingStepDecoder, batches: Iterable[tuple[
 @torch.no_grad()
 def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, eos_id: int,
                 max_len: int | Tensor | list[int], num_beams: int = 5, length_penalty: float = 1.0,
-                num_return_sequences: int = 1, return_attention: bool = False) -> SearchResult:
+                num_return_sequences: int = 1, return_attention: bool = False,
+                record_tree: bool = False) -> SearchResult:
     """Beam search for B sentences at once (see the module docstring for the rules).
 
     state/memory: B rows each (they are expanded to B*K here). Returns, per sentence,
-    `num_return_sequences` hypotheses ranked by length-normalised score.
+    `num_return_sequences` hypotheses ranked by length-normalised score, and with
+    `record_tree` each step's ranked candidates in `trees`.
     """
     K = num_beams
     if K < 1:
@@ -384,6 +425,7 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     done = [False] * B
     active = list(range(B))   # original sentence of each row group still searched (Ba of them)
+    trees: list[list[list[TreeStep]]] | None = [[] for _ in range(B)] if record_tree else None
     for t in range(int(limits.max().item()) if B else 0):
         Ba = len(active)
         lp, state, w = decoder.step(tokens, state, memory)            # (Ba*K, V), ..., (Ba*K, S)
@@ -415,6 +457,8 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
                     raw, a))
         # the best K non-EOS candidates stay alive (stable sort keeps the ranking)
         order = torch.sort(is_eos.to(torch.int8), dim=1, stable=True).indices[:, :K]  # (Ba, K)
+        if trees is not None:
+            _record_tree_step(trees, active, done, top_beam, top_tok, top_scores, order, close)
         new_beam = top_beam.gather(1, order)                          # (Ba, K)
         tokens2d = top_tok.gather(1, order)                           # (Ba, K)
         scores = top_scores.gather(1, order)                          # (Ba, K)
@@ -463,7 +507,7 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
             active = [active[i] for i in keep]
         state = decoder.reorder_state(state, rows)
         tokens = tokens2d.reshape(-1)
-    result = SearchResult()
+    result = SearchResult(trees=trees)
     for b in range(B):
         hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)
         if not hyps:  # max_len 0
