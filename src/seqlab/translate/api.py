@@ -20,6 +20,7 @@ import torch
 
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.errors import UserError
+from seqlab.export.common import check_backend
 from seqlab.translate.batching import collate_src
 from seqlab.translate.model import Seq2Seq, TranslatorConfig, default_max_new_tokens
 from seqlab.translate.tokenizer import TokenizerPair
@@ -146,9 +147,12 @@ class Translator:
         self.tgt_lang = str(config.get("data", {}).get("tgt_lang", "fr"))
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> Translator:
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", backend: str = "torch",
+             threads: int | None = None) -> Translator:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the
         last checkpoint ("last"). Anything missing, corrupt or mismatched -> one-line UserError.
+        backend="onnx": run the graphs `seqlab translate export` wrote to run_dir/onnx/ with
+        onnxruntime (`threads` intra-op threads; None: its default) through the same search.
         """
         from seqlab.training.checkpoint import CONFIG_FILE, load_run_weights
         from seqlab.translate.train import read_run_config
@@ -161,6 +165,11 @@ class Translator:
             raise UserError(f"{run / 'tokenizer'}: vocabulary sizes {tok.src.vocab_size}/"
                             f"{tok.tgt.vocab_size} do not match the model's "
                             f"{mcfg.src_vocab_size}/{mcfg.tgt_vocab_size}")
+        if check_backend(backend) == "onnx":
+            from seqlab.translate.onnx_backend import OnnxSeq2Seq
+
+            onnx_model: Any = OnnxSeq2Seq.load(run, mcfg, checkpoint, threads)
+            return cls(onnx_model, tok, cfg, run)
         model = Seq2Seq(mcfg)
         load_run_weights(model, run, checkpoint)
         return cls(model, tok, cfg, run)
