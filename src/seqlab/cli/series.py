@@ -3,6 +3,7 @@
     seqlab series fit data.csv --columns a,b --window 64 --out RUN [--epochs 20 ...]
     seqlab series score RUN new.csv -o scores.csv --events events.csv --plot anomalies.png
     seqlab series embed RUN data.csv -o embeddings.csv [--plot embeddings.png]
+    seqlab series export RUN          # RUN/onnx/, then score/embed ... --backend onnx
 
 Every file is written atomically (seqlab.io); bad input is one line on stderr and exit code 2,
 with nothing written.
@@ -16,6 +17,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from seqlab.cli.export import backend_option
 from seqlab.cli.group import UserErrorGroup
 from seqlab.errors import UserError
 from seqlab.io import atomic_path, save_figure_atomic
@@ -139,10 +141,10 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
     click.echo(f"saved {out_dir}/model.safetensors and {out_dir}/config.json")
 
 
-def _load_for(run: Path, data: Path, label_column: str | None = None):
+def _load_for(run: Path, data: Path, label_column: str | None = None, backend: str = "torch"):
     from seqlab.series.estimator import SeriesAutoencoder
 
-    est = SeriesAutoencoder.load(run)
+    est = SeriesAutoencoder.load(run, backend=backend)
     series_data = est.read_data(data, extra_columns=[label_column] if label_column else [])
     if label_column and label_column in series_data.columns:
         raise UserError(f"{data}: label column {label_column!r} is one of the model's inputs")
@@ -165,9 +167,10 @@ def _load_for(run: Path, data: Path, label_column: str | None = None):
 @click.option("--calibrate", is_flag=True,
               help="LABELLED calibration: set the threshold to the best point-F1 one against "
                    "--label-column (uses ground truth; reported as such; RUN is not changed).")
+@backend_option
 def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               plot_path: Path | None, min_gap: int | None, label_column: str | None,
-              calibrate: bool) -> None:
+              calibrate: bool, backend: str) -> None:
     """Score DATA with the model in RUN: per-point anomaly scores, flags and events."""
     from seqlab.series.plots import plot_anomalies
     from seqlab.series.scoring import event_peaks
@@ -175,7 +178,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     _check_outputs(output, events_path, plot_path)
     if calibrate and not label_column:
         raise UserError("--calibrate needs --label-column (the known anomalies to calibrate on)")
-    est, sd = _load_for(run, data, label_column)
+    est, sd = _load_for(run, data, label_column, backend)
     scores = est.score_samples(sd)                                           # (N,)
     if calibrate:
         from seqlab.series.scoring import calibrated_threshold
@@ -239,13 +242,14 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               help="latent: the bottleneck z; states: the encoder's final h and c of every "
                    "layer; pooled: mean and max over time of the encoder's states (best for "
                    "classifying shapes) [default: the model's setting].")
+@backend_option
 def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path: Path | None,
-              label_column: str | None, embedding: str | None) -> None:
+              label_column: str | None, embedding: str | None, backend: str) -> None:
     """Feature vectors of the windows of DATA (the autoencoder's latent unless --embedding)."""
     from seqlab.series.plots import plot_embeddings
 
     _check_outputs(output, plot_path)
-    est, sd = _load_for(run, data, label_column)
+    est, sd = _load_for(run, data, label_column, backend)
     if stride is not None:
         est.stride = stride
     if embedding is not None:
@@ -272,6 +276,16 @@ def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path
         save_figure_atomic(fig, plot_path, dpi=110)
     click.echo(f"{len(Z)} windows x {Z.shape[1]} features; wrote {output}"
                + (f", {plot_path}" if plot_path else ""))
+
+
+@series.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+def export_cmd(run: Path) -> None:
+    """Write the autoencoder as ONNX to RUN/onnx/ (for score/embed --backend onnx; needs
+    pip install 'seqlab[onnx]')."""
+    from seqlab.series.onnx_backend import export_series
+
+    click.echo(f"ONNX export: {export_series(run)}")
 
 
 __all__ = ["series"]
