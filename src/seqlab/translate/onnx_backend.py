@@ -260,20 +260,43 @@ class OnnxStepDecoder:
 
     def __init__(self, session: Any, cfg: TranslatorConfig):
         self.session, self.cfg = session, cfg
-        self.input_names = _step_inputs(cfg)
+        names = _step_inputs(cfg)
+        self.state_inputs = [n for n in names if n in ("tokens", "h", "c", "feed")]
+        self.memory_inputs = [n for n in names if n not in self.state_inputs]
+        self.outputs = [o.name for o in session.get_outputs()]
         self.attention = None   # never used: every memory arrives with its key cache
+        # The memory is bound once per Memory object (it changes only when rows are dropped or
+        # joined), the state every step. The bound arrays stay referenced until rebound (the
+        # binding may point into them), and so does the memory, so `is` is safe.
+        self._binding = session.io_binding()
+        self._bound_memory: Memory | None = None
+        self._bound: dict[str, np.ndarray] = {}
 
     def step(self, tokens: Tensor, state: DecoderState, memory: Memory
              ) -> tuple[Tensor, DecoderState, Tensor]:
         """tokens (N,) -> log-probs (N, V), the new state, attention weights (N, S)."""
-        cache = memory.cache
-        x = {"tokens": tokens, "h": state.h, "c": state.c, "feed": state.feed,
-             "values": memory.values, "mask": memory.mask, "keys": cache.keys,
-             "head_values": cache.values}
-        lp, h, c, a, w = self.session.run(None, {n: x[n].numpy() for n in self.input_names})
-        return (torch.from_numpy(lp),
-                DecoderState(torch.from_numpy(h), torch.from_numpy(c), torch.from_numpy(a)),
-                torch.from_numpy(w))
+        b = self._binding
+        if memory is not self._bound_memory:
+            x = {"values": memory.values, "mask": memory.mask, "keys": memory.cache.keys,
+                 "head_values": memory.cache.values}
+            for n in self.memory_inputs:
+                self._bound[n] = _array(x[n])
+                b.bind_cpu_input(n, self._bound[n])
+            self._bound_memory = memory
+        x = {"tokens": tokens, "h": state.h, "c": state.c, "feed": state.feed}
+        for n in self.state_inputs:
+            self._bound[n] = _array(x[n])
+            b.bind_cpu_input(n, self._bound[n])
+        for n in self.outputs:
+            b.bind_output(n, "cpu")
+        self.session.run_with_iobinding(b)
+        lp, h, c, a, w = (torch.from_numpy(v.numpy()) for v in b.get_outputs())
+        return lp, DecoderState(h, c, a), w
+
+
+def _array(t: Tensor) -> np.ndarray:
+    """A CPU tensor as a C-contiguous numpy array (no copy when it already is one)."""
+    return np.ascontiguousarray(t.numpy())
 
 
 class OnnxSeq2Seq:
