@@ -9,7 +9,9 @@
 `keys` are the attention's key projections (additive: W_k v (B, S, A); general: (B, S, H);
 multi-head: K (B, heads, S, d), with `head_values` V alike), computed once by the encoder graph
 so no step redoes them; dot, scaled-dot and uniform attention score against the values
-themselves and have neither. `feed` (the previous attentional vector) exists with input feeding.
+themselves and have neither. `feed` (the previous attentional vector) exists with input feeding;
+multi-head attention reads `head_values`, not `values`, and its step graph has no `values` input
+(the manifest lists each graph's actual inputs and outputs).
 
 `OnnxStepDecoder` offers the step-decoder protocol of `seqlab.decoding.search` over the step
 graph, converting torch <-> numpy at the boundary (zero-copy on CPU), so greedy, continuous
@@ -203,8 +205,10 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
         # the graphs against PyTorch on the example
         got_enc = make_session(tmp / ENCODER_FILE).run(
             None, {"src": src.numpy(), "src_lengths": lengths.numpy()})
-        got_step = make_session(tmp / STEP_FILE).run(
-            None, {n: feeds[n].numpy() for n in step_in})
+        step_session = make_session(tmp / STEP_FILE)
+        # the exporter drops inputs a graph does not read (multi-head: the raw values)
+        step_in = [i.name for i in step_session.get_inputs()]
+        got_step = step_session.run(None, {n: feeds[n].numpy() for n in step_in})
         diff = max(float(np.abs(a - b.numpy()).max())
                    for a, b in zip([*got_enc, *got_step], [*enc_ref, *step_ref], strict=True))
         if not diff < 1e-3:
@@ -260,7 +264,7 @@ class OnnxStepDecoder:
 
     def __init__(self, session: Any, cfg: TranslatorConfig):
         self.session, self.cfg = session, cfg
-        names = _step_inputs(cfg)
+        names = [i.name for i in session.get_inputs()]
         self.state_inputs = [n for n in names if n in ("tokens", "h", "c", "feed")]
         self.memory_inputs = [n for n in names if n not in self.state_inputs]
         self.outputs = [o.name for o in session.get_outputs()]
