@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -90,13 +91,39 @@ def export_graph(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: 
     """
     onnx, _ = require_onnx("ONNX export")
     module.eval()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_shape_inference():
         # the tracer's warnings are about the argument checks that run once, by design
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), input_names=list(input_names),
                           output_names=list(output_names), dynamic_axes=dynamic_axes,
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
     onnx.checker.check_model(str(path))
+
+
+@contextlib.contextmanager
+def _quiet_shape_inference() -> Iterator[None]:
+    """Drop the C++ log lines of the exporter's shape inference about the packed-sequence ops
+    (it has no rule for them; the LSTM's sequence_lens carries the lengths): stderr is captured
+    at the file-descriptor level and every other line is passed on."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):   # no real stderr (e.g. captured by a test)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if "shape inference of prim::Pad" not in line and \
+                        "shape inference of prim::Pack" not in line:
+                    sys.stderr.write(line)
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
