@@ -57,6 +57,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_unchanged(weights: Path, sha256: str) -> None:
+    """The weights an export read must still be the file's (else the manifest would vouch for
+    graphs of other weights): a run that saved new ones meanwhile -> UserError."""
+    if file_sha256(weights) != sha256:
+        raise UserError(f"{weights}: changed while exporting (is the run still training?); "
+                        f"export again")
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield an empty temporary directory next to `path`; it replaces `path` (and whatever was

@@ -24,6 +24,7 @@ from seqlab.errors import UserError
 from seqlab.export.common import (
     EXPORT_DIR,
     atomic_dir,
+    check_unchanged,
     export_graph,
     file_sha256,
     make_session,
@@ -76,6 +77,9 @@ def export_series(run_dir: str | Path) -> Path:
 
     onnx, ort = require_onnx("seqlab series export")
     run = Path(run_dir)
+    weights = run / WEIGHTS_FILE
+    # hashed before loading and checked again at the end
+    weights_sha256 = file_sha256(weights) if weights.is_file() else ""
     est = SeriesAutoencoder.load(run)
     model, cfg, T = est.model_.eval(), est.model_config_, int(est.window)
     x = torch.randn(3, T, cfg.n_features, generator=torch.Generator().manual_seed(0))
@@ -92,10 +96,9 @@ def export_series(run_dir: str | Path) -> Path:
         if not diff < 1e-3:
             raise RuntimeError(f"ONNX export of {run}: onnxruntime differs from PyTorch by "
                                f"{diff:g} on random windows")
-        weights = run / WEIGHTS_FILE
         write_manifest(tmp, {
             "kind": KIND, "format": FORMAT,
-            "weights_file": weights.name, "weights_sha256": file_sha256(weights),
+            "weights_file": weights.name, "weights_sha256": weights_sha256,
             "files": {"autoencoder": GRAPH_FILE},
             "inputs": ["x"], "outputs": outputs,
             "window": T, "n_features": cfg.n_features, "model": vars(cfg),
@@ -103,6 +106,7 @@ def export_series(run_dir: str | Path) -> Path:
                          "onnxruntime": ort.__version__},
             "check_max_abs_diff": diff,
         })
+        check_unchanged(weights, weights_sha256)
     return out_dir
 
 

@@ -42,6 +42,7 @@ from seqlab.errors import UserError
 from seqlab.export.common import (
     EXPORT_DIR,
     atomic_dir,
+    check_unchanged,
     export_graph,
     file_sha256,
     make_session,
@@ -168,10 +169,11 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
 
     onnx, ort = require_onnx("seqlab translate export")
     run = Path(run_dir)
+    weights = _weights_file(run, checkpoint)
+    # hashed before loading and checked again at the end: a run still training may replace it
+    weights_sha256 = file_sha256(weights) if weights.is_file() else ""
     tr = Translator.load(run, checkpoint=checkpoint)
     model, cfg = tr.model.eval(), tr.model.cfg
-    if cfg.attention not in ("none", "additive", "dot", "general", "scaled_dot", "multihead"):
-        raise UserError(f"{run}: attention {cfg.attention!r} has no ONNX export")
     # padded example sources: the trace follows the packed (variable-length) LSTM path
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([7, 5, 2])
@@ -181,7 +183,6 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
     enc_out = ["values", *mem_names, "h0", "c0"]
     step_in = _step_inputs(cfg)
     step_out = ["logprobs", "h_out", "c_out", "feed_out", "weights"]
-    weights = _weights_file(run, checkpoint)
     with torch.no_grad():
         enc = _EncoderGraph(model)
         enc_ref = enc(src, lengths)
@@ -216,7 +217,7 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
                                f"{diff:g} on the example batch")
         write_manifest(tmp, {
             "kind": KIND, "format": FORMAT, "checkpoint": checkpoint,
-            "weights_file": weights.name, "weights_sha256": file_sha256(weights),
+            "weights_file": weights.name, "weights_sha256": weights_sha256,
             "files": {"encoder": ENCODER_FILE, "step": STEP_FILE},
             "encoder": {"inputs": ["src", "src_lengths"], "outputs": enc_out},
             "step": {"inputs": step_in, "outputs": step_out},
@@ -228,6 +229,7 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
                          "onnxruntime": ort.__version__},
             "check_max_abs_diff": diff,
         })
+        check_unchanged(weights, weights_sha256)
     return out_dir
 
 
