@@ -190,7 +190,7 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
         mask = torch.arange(7)[None, :] < lengths[:, None]
         tokens = torch.randint(4, cfg.tgt_vocab_size, (3,), generator=g)
         feeds = {"tokens": tokens, "h": memory["h0"], "c": memory["c0"],
-                 "feed": torch.rand(3, cfg.dec_hidden, generator=g), "mask": mask,
+                 "feed": torch.rand(memory["h0"].shape, generator=g), "mask": mask,
                  **{n: memory[n] for n in ("values", *mem_names)}}
         step = _StepInputs(_StepGraph(model), cfg)
         step_args = tuple(feeds[n] for n in step_in)
