@@ -84,7 +84,10 @@ def _mps_available() -> bool:
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    """Where `model`'s parameters are (cpu for a model without any)."""
+    """Where `model`'s parameters are (cpu for a model without any, e.g. the onnxruntime
+    backend's stand-in, which feeds numpy arrays from CPU tensors)."""
+    if not isinstance(model, torch.nn.Module):
+        return torch.device("cpu")
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 

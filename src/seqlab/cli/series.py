@@ -3,6 +3,7 @@
     seqlab series fit data.csv --columns a,b --window 64 --out RUN [--epochs 20 ...]
     seqlab series score RUN new.csv -o scores.csv --events events.csv --plot anomalies.png
     seqlab series embed RUN data.csv -o embeddings.csv [--plot embeddings.png]
+    seqlab series export RUN          # RUN/onnx/, then score/embed ... --backend onnx
 
 Every file is written atomically (seqlab.io); bad input is one line on stderr and exit code 2,
 with nothing written.
@@ -16,6 +17,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from seqlab.cli.export import backend_option
 from seqlab.cli.group import UserErrorGroup
 from seqlab.cli.options import device_option
 from seqlab.errors import UserError
@@ -190,10 +192,11 @@ def _read_fit_args(path: Path) -> dict:
         raise UserError(f"{path}: corrupt fit settings ({err!r})") from None
 
 
-def _load_for(run: Path, data: Path, label_column: str | None = None, device: str = "auto"):
+def _load_for(run: Path, data: Path, label_column: str | None = None, device: str = "auto",
+              backend: str = "torch"):
     from seqlab.series.estimator import SeriesAutoencoder
 
-    est = SeriesAutoencoder.load(run, device=device)
+    est = SeriesAutoencoder.load(run, device=device, backend=backend)
     series_data = est.read_data(data, extra_columns=[label_column] if label_column else [])
     if label_column and label_column in series_data.columns:
         raise UserError(f"{data}: label column {label_column!r} is one of the model's inputs")
@@ -217,9 +220,10 @@ def _load_for(run: Path, data: Path, label_column: str | None = None, device: st
               help="LABELLED calibration: set the threshold to the best point-F1 one against "
                    "--label-column (uses ground truth; reported as such; RUN is not changed).")
 @device_option()
+@backend_option
 def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               plot_path: Path | None, min_gap: int | None, label_column: str | None,
-              calibrate: bool, device: str) -> None:
+              calibrate: bool, device: str, backend: str) -> None:
     """Score DATA with the model in RUN: per-point anomaly scores, flags and events."""
     from seqlab.series.plots import plot_anomalies
     from seqlab.series.scoring import event_peaks
@@ -227,7 +231,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     _check_outputs(output, events_path, plot_path)
     if calibrate and not label_column:
         raise UserError("--calibrate needs --label-column (the known anomalies to calibrate on)")
-    est, sd = _load_for(run, data, label_column, device)
+    est, sd = _load_for(run, data, label_column, device, backend)
     scores = est.score_samples(sd)                                           # (N,)
     if calibrate:
         from seqlab.series.scoring import calibrated_threshold
@@ -292,13 +296,15 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
                    "layer; pooled: mean and max over time of the encoder's states (best for "
                    "classifying shapes) [default: the model's setting].")
 @device_option()
+@backend_option
 def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path: Path | None,
-              label_column: str | None, embedding: str | None, device: str) -> None:
+              label_column: str | None, embedding: str | None, device: str,
+              backend: str) -> None:
     """Feature vectors of the windows of DATA (the autoencoder's latent unless --embedding)."""
     from seqlab.series.plots import plot_embeddings
 
     _check_outputs(output, plot_path)
-    est, sd = _load_for(run, data, label_column, device)
+    est, sd = _load_for(run, data, label_column, device, backend)
     if stride is not None:
         est.stride = stride
     if embedding is not None:
@@ -325,6 +331,16 @@ def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path
         save_figure_atomic(fig, plot_path, dpi=110)
     click.echo(f"{len(Z)} windows x {Z.shape[1]} features; wrote {output}"
                + (f", {plot_path}" if plot_path else ""))
+
+
+@series.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+def export_cmd(run: Path) -> None:
+    """Write the autoencoder as ONNX to RUN/onnx/ (for score/embed --backend onnx; needs
+    pip install 'seqlab[onnx]')."""
+    from seqlab.series.onnx_backend import export_series
+
+    click.echo(f"ONNX export: {export_series(run)}")
 
 
 __all__ = ["series"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from seqlab.cli.export import backend_option
 from seqlab.cli.options import decay_steps_option, device_option, precision_option
 from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
@@ -206,9 +207,10 @@ def _plot_path(base: Path, i: int, n: int) -> Path:
 @click.option("--attention-plot", type=click.Path(dir_okay=False), default=None,
               help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...).")
 @device_option()
+@backend_option
 def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_beams: int,
         length_penalty: float, max_new_tokens: int | None, n_best: int, batch_size: int,
-        attention_plot: str | None, device: str) -> None:
+        attention_plot: str | None, device: str, backend: str) -> None:
     """Translate sentences with a trained run: RUN_DIR "I am cold." ..."""
     from seqlab.translate.api import Translator
 
@@ -216,7 +218,7 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
     if num_beams < 1 or not 1 <= n_best <= num_beams:
         raise UserError(f"--num-beams must be >= 1 and --n-best in 1..num-beams, got "
                         f"{num_beams} and {n_best}")
-    tr = Translator.load(run_dir, device=device)
+    tr = Translator.load(run_dir, device=device, backend=backend)
     res = tr.translate(texts, num_beams=num_beams, max_new_tokens=max_new_tokens,
                        length_penalty=length_penalty, return_attention=True,
                        batch_size=batch_size, num_return_sequences=n_best)
@@ -255,15 +257,16 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
 @click.option("--limit", type=int, default=None, help="Only the first N sentences.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @device_option()
+@backend_option
 def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
              num_beams: int, length_penalty: float, batch_size: int, limit: int | None,
-             as_json: bool, device: str) -> None:
+             as_json: bool, device: str, backend: str) -> None:
     """Score a run on a corpus split: sacreBLEU BLEU and chrF (with signatures)."""
     from seqlab.text.metrics import format_scores
     from seqlab.translate.api import Translator
     from seqlab.translate.corpora import load_corpus
 
-    tr = Translator.load(run_dir, device=device)
+    tr = Translator.load(run_dir, device=device, backend=backend)
     data = tr.config["data"]
     c = load_corpus(_corpus_arg(corpus) if corpus else data["corpus"], data["src_lang"],
                     data["tgt_lang"], data_dir=data_dir or data.get("data_dir"),
@@ -277,3 +280,16 @@ def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
     click.echo(f"{c.name} {split} ({scores['n_sentences']} sentences, {data['src_lang']}->"
                f"{data['tgt_lang']}, beam {num_beams})")
     click.echo(format_scores(scores))
+
+
+@translate.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best",
+              show_default=True, help="best: model.safetensors; last: checkpoint.safetensors.")
+def export(run_dir: str, checkpoint: str) -> None:
+    """Write the encoder and the one-step decoder as ONNX to RUN_DIR/onnx/ (for
+    `translate run/eval --backend onnx`; needs pip install 'seqlab[onnx]')."""
+    from seqlab.translate.onnx_backend import export_translator
+
+    out = export_translator(run_dir, checkpoint=checkpoint)
+    click.echo(f"ONNX export: {out}")

@@ -107,6 +107,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from seqlab.device import resolve_device
 from seqlab.errors import UserError
+from seqlab.export.common import check_backend
 from seqlab.io import save_safetensors_atomic, write_json_atomic
 from seqlab.series.io import SeriesData, as_series, parse_columns, read_series_csv
 from seqlab.series.model import DECODER_INPUTS, EMBEDDINGS, AutoencoderConfig, LSTMAutoencoder
@@ -660,7 +661,10 @@ class SeriesAutoencoder(BaseEstimator):
         return d
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], device: str = "cpu") -> SeriesAutoencoder:
+    def load(cls, directory: str | os.PathLike[str], device: str = "cpu",
+             backend: str = "torch") -> SeriesAutoencoder:
+        """A saved estimator. backend="onnx": score with the graph `seqlab series export` wrote
+        to directory/onnx/, run by onnxruntime (`num_threads` intra-op threads)."""
         from safetensors.torch import load_file
 
         d = Path(directory)
@@ -698,6 +702,10 @@ class SeriesAutoencoder(BaseEstimator):
         est.threshold_source_ = config["threshold_source"]
         est.validation_ = config["validation"]
         est.history_ = config["history"]
+        if check_backend(backend) == "onnx":
+            from seqlab.series.onnx_backend import OnnxAutoencoder
+
+            est.model_ = OnnxAutoencoder.load(d, est.model_config_, est.num_threads)
         return est
 
 @contextlib.contextmanager

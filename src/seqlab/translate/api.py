@@ -20,6 +20,7 @@ import torch
 
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.device import model_device, resolve_device
+from seqlab.export.common import check_backend
 from seqlab.text.batching import collate_src
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
@@ -149,13 +150,21 @@ class Translator:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best",
-             device: str | torch.device = "auto") -> Translator:
+             device: str | torch.device = "auto", backend: str = "torch",
+             threads: int | None = None) -> Translator:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the
         last checkpoint ("last"), onto `device` ("auto": cuda, else mps, else cpu; a run
         trained on any device loads on any other). Anything missing, corrupt or mismatched ->
-        one-line UserError.
+        one-line UserError. backend="onnx": run the graphs `seqlab translate export` wrote to
+        run_dir/onnx/ with onnxruntime on the CPU (`threads` intra-op threads; None: its
+        default) through the same search.
         """
         model, tok, cfg = load_run(run_dir, checkpoint)
+        if check_backend(backend) == "onnx":
+            from seqlab.translate.onnx_backend import OnnxSeq2Seq
+
+            onnx_model: Any = OnnxSeq2Seq.load(Path(run_dir), model.cfg, checkpoint, threads)
+            return cls(onnx_model, tok, cfg, Path(run_dir))
         return cls(model.to(resolve_device(device)), tok, cfg, Path(run_dir))
 
     def translate(self, sentences: list[str] | str, num_beams: int = 5,
