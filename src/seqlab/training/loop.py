@@ -39,6 +39,12 @@ Every file is written atomically (seqlab.io), the checkpoint as one file, so a r
 moment resumes from a consistent state. `resume=True` continues exactly: the same batches in the
 same order, the same dropout masks, the same schedule, hence the same final weights as a run
 that was never interrupted.
+
+Several processes (torchrun; `dist`, seqlab.training.distributed): every rank builds the same
+epoch batches, takes its shard of each step's batch (`split`) through DistributedDataParallel
+and normalises its summed loss by the global token count / world size, so the averaged gradient
+is the whole batch's; rank 0 alone evaluates and writes, and broadcasts what the stop rules
+need. `batch_tokens` is therefore the global batch, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -364,7 +370,7 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         if prog.best_bleu is None or score > prog.best_bleu or got is None:
             prog.best_bleu = score
             if main:
-                    save_safetensors_atomic(model_tensors(model), out / MODEL_FILE,
+                save_safetensors_atomic(model_tensors(model), out / MODEL_FILE,
                                         metadata={"format": fmt, "step": str(prog.step)})
         if periodic:
             sched.observe(score)
