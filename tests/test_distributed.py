@@ -120,19 +120,31 @@ def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
-@pytest.mark.slow
-def test_two_gloo_processes_equal_one_process(tmp_path):
-    corpus = write_corpus(tmp_path / "pairs.tsv")
-    two, one = tmp_path / "two", tmp_path / "one"
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc-per-node 2 -m seqlab ARGS` with this checkout's seqlab."""
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(seqlab.__file__).parents[1]),
                                           os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "seqlab", "translate", "train", "--corpus", str(corpus), "--out", str(two),
-         *ARGS], env=env, capture_output=True, text=True, timeout=180)
+         "-m", "seqlab", *args], env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _continue(run: Path, steps: int, echo=lambda s: None) -> None:
+    s = train_translator(run, resume=True, overrides={"max_steps": steps}, progress=False,
+                         echo=echo)
+    assert s["steps"] == steps
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_process(tmp_path):
+    corpus = write_corpus(tmp_path / "pairs.tsv")
+    two, one = tmp_path / "two", tmp_path / "one"
+    proc = _torchrun("translate", "train", "--corpus", str(corpus), "--out", str(two), *ARGS)
     assert proc.stdout.count("training the tokenizer") == 1        # rank 0 alone speaks
+    assert proc.stdout.count("run directory") == 1
     r = CliRunner().invoke(main, ["translate", "train", "--corpus", str(corpus), "--out",
                                   str(one), *ARGS])
     assert r.exit_code == 0, r.output
@@ -156,14 +168,16 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
                                   "--num-beams", "2", "--device", "cpu"])
     assert r.exit_code == 0 and r.output.strip(), r.output
 
-    # resumed in one process: a notice, and the run continues like the 1-process run
+    # resumed by 2 processes again, then by 1 (a notice): both continue like the 1-process run
+    proc = _torchrun("translate", "train", "--out", str(two), "--resume", "--max-steps", "6",
+                     "--quiet")
+    assert "resuming" in proc.stdout and "the run so far used" not in proc.stdout
+    _continue(one, 6)
+    _assert_close(_weights(two), _weights(one))
     said: list[str] = []
-    s2 = train_translator(two, resume=True, overrides={"max_steps": 7}, progress=False,
-                          echo=said.append)
-    s1 = train_translator(one, resume=True, overrides={"max_steps": 7}, progress=False,
-                          echo=lambda s: None)
-    assert s2["steps"] == s1["steps"] == 7
+    _continue(two, 8, said.append)
+    _continue(one, 8)
     assert any("the run so far used 2" in s for s in said)
     _assert_close(_weights(two), _weights(one))
     log2 = [json.loads(x) for x in (two / "train_log.jsonl").read_text().splitlines()]
-    assert [r["world_size"] for r in log2 if "world_size" in r] == [2, 1]
+    assert [r["world_size"] for r in log2 if "world_size" in r] == [2, 2, 1]
