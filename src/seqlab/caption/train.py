@@ -31,6 +31,7 @@ from seqlab.device import model_device, to_device
 from seqlab.text.batching import make_batches
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
+from seqlab.training import distributed
 from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 
@@ -89,7 +90,9 @@ def train_captioner(out_dir: str | Path,
                                                    **model_cfg})
         mcfg = replace(model_cfg or CaptionerConfig(), image_size=data_cfg.image_size)
     check_run_dir(out, resume)
-    with torch_threads(train_cfg.threads):
+    # under torchrun: one of several processes (seqlab.training.distributed)
+    with distributed.session(train_cfg.device) as dist, torch_threads(train_cfg.threads):
+        echo = dist.echo(echo)
         seed_everything(train_cfg.seed)
         if splits is None:
             splits = load_splits(data_cfg)
@@ -97,8 +100,10 @@ def train_captioner(out_dir: str | Path,
         if not resume:
             echo(f"training the tokenizer ({data_cfg.vocab_size} subwords) on "
                  f"{len(train_caps)} captions")
-            tok = TokenizerPair.train_pair(train_caps, [], out, vocab_size=data_cfg.vocab_size,
-                                           shared=True)
+            tok = dist.made_by_main(
+                lambda: TokenizerPair.train_pair(train_caps, [], out,
+                                                 vocab_size=data_cfg.vocab_size, shared=True),
+                lambda: TokenizerPair.load(out))
             mcfg = replace(mcfg, vocab_size=tok.tgt.vocab_size, pad_id=tok.tgt.pad_id,
                            bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
         cap_ids = tok.tgt.encode(train_caps)
@@ -139,6 +144,10 @@ def train_captioner(out_dir: str | Path,
                                                    batch_size=train_cfg.eval_batch_size)]
             return float(score_corpus(hyps, dev_refs, "en")["bleu"])
 
+        def split(rows: list[int], world_size: int) -> list[list[int]]:
+            # the image encoder's work is the same for every image: equal row counts
+            return distributed.shard_rows(rows, [1] * len(rows), world_size)
+
         return train_loop(out, model, train_cfg, fmt=FORMAT, batches=batches, loss=loss,
                           evaluate=evaluate, resume=resume, run_config=run_config, count=len,
-                          unit="images", progress=progress, echo=echo)
+                          unit="images", progress=progress, echo=echo, split=split, dist=dist)

@@ -97,6 +97,8 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
                      **{k: v for k, v in given.items() if v is not None}}
         summary = train_captioner(out_dir, model_cfg=model_cfg, train_cfg=tcfg,
                                   data_cfg=dcfg, progress=not no_progress, echo=click.echo)
+    if summary["rank"] != 0:          # under torchrun: rank 0 alone tests and reports
+        return
     cap = Captioner.load(out_dir, device=device or "auto")
     test = cap.test_split("test")
     if len(test):

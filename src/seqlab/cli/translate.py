@@ -150,8 +150,9 @@ def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir
         summary = train_translator(out_dir, model_cfg, train_cfg, data_cfg,
                                    progress=not quiet, echo=echo)
     tps = summary.get("train_tokens_per_s")
-    echo(f"run directory: {summary['run_dir']} ({summary['steps']} steps, "
-         f"{tps or 0:.0f} target tokens/s)")
+    if summary["rank"] == 0:          # under torchrun: one line, not one per process
+        echo(f"run directory: {summary['run_dir']} ({summary['steps']} steps, "
+             f"{tps or 0:.0f} target tokens/s)")
 
 
 def _old_flag(ctx: click.Context, old: str, old_value: int | None, new: list[str],

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from seqlab.device import resolve_device
+from seqlab.errors import UserError
 from seqlab.io import write_json_atomic
 from seqlab.series.model import AutoencoderConfig, LSTMAutoencoder, autoencoder_loss
 from seqlab.series.reconstruction import INFER_BATCH
 from seqlab.series.windows import WindowSet
+from seqlab.training import distributed
 from seqlab.training.checkpoint import check_run_dir, load_run_weights
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 
@@ -57,6 +59,11 @@ def train_autoencoder(config: AutoencoderConfig, train_set: WindowSet, val_set: 
     Returns (the best epoch's model in eval mode, history: one {"epoch", "train_loss",
     "val_loss"} per epoch).
     """
+    world = distributed.from_env().world_size
+    if world > 1:   # why: README, "Several processes or machines"
+        raise UserError(f"series fit trains in one process (torchrun started {world}): its "
+                        "model is small, a fit takes minutes on one CPU and the steps would "
+                        "wait on the gradient exchange; run it without torchrun")
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,12 @@ Every file is written atomically (seqlab.io), the checkpoint as one file, so a r
 moment resumes from a consistent state. `resume=True` continues exactly: the same batches in the
 same order, the same dropout masks, the same schedule, hence the same final weights as a run
 that was never interrupted.
+
+Several processes (torchrun; `dist`, seqlab.training.distributed): every rank builds the same
+epoch batches, takes its shard of each step's batch (`split`) through DistributedDataParallel
+and normalises its summed loss by the global token count / world size, so the averaged gradient
+is the whole batch's; rank 0 alone evaluates and writes, and broadcasts what the stop rules
+need. `batch_tokens` is therefore the global batch, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -59,7 +65,6 @@ from seqlab.device import (
     autocast,
     check_device_spec,
     grad_scaler,
-    resolve_device,
     resolve_precision,
 )
 from seqlab.errors import UserError
@@ -78,6 +83,7 @@ from seqlab.training.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from seqlab.training.distributed import DistContext, rank_seed
 
 
 @dataclass
@@ -199,6 +205,31 @@ def _record_resume_changes(out: Path, train_cfg: TrainConfig, step: int,
         log_records.append({"step": step, "resumed_with": changed})
 
 
+class _LossModule(torch.nn.Module):
+    """The task's loss as a module's forward, so DistributedDataParallel can wrap it (DDP
+    synchronises the gradients of what runs through its forward)."""
+
+    def __init__(self, model: torch.nn.Module,
+                 loss: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]]):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, int]:
+        return self.loss(self.model, batch)
+
+
+def _world_size_notice(log_records: list[dict[str, Any]], world_size: int,
+                       echo: Callable[[str], None]) -> None:
+    """Resuming with another number of processes: say what changes (the run's batches and
+    schedule do not: `batch_tokens` is the global batch)."""
+    before = next((int(r["world_size"]) for r in reversed(log_records) if "world_size" in r), 1)
+    if before != world_size:
+        echo(f"resuming with {world_size} process(es), the run so far used {before}: the same "
+             "global batches and learning rates; float rounding and dropout masks differ "
+             "from an uninterrupted run")
+
+
 @dataclass
 class Progress:
     """Where a run stands; stored in the checkpoint (field names are part of the format)."""
@@ -220,7 +251,9 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                run_config: dict[str, Any] | None = None,
                count: Callable[[Any], int] | None = None, unit: str = "tokens",
                metric: str = "bleu", progress: bool = True,
-               echo: Callable[[str], None] = print) -> dict[str, Any]:
+               echo: Callable[[str], None] = print,
+               split: Callable[[Any, int], list[Any]] | None = None,
+               dist: DistContext | None = None) -> dict[str, Any]:
     """Train `model` in run directory `out` (new, or continued from its checkpoint).
 
     fmt: the run format tag written into the safetensors metadata.
@@ -232,10 +265,21 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
     count(batch): units of throughput per batch (default: the loss's token count); `unit`
         names them in the log ("<unit>_per_s") and the summary ("train_<unit>_per_s").
     metric: names the dev score in the log ("dev_<metric>", "best_dev_<metric>").
+    split(batch, world_size): the batch cut into world_size shards (lists; `shard_rows`),
+        needed to train in several processes.
+    dist: this process's place among several (seqlab.training.distributed.session); each
+        step's batch is split, rank r trains on shard r under DistributedDataParallel with the
+        loss normalised by the global token count, rank 0 alone evaluates and writes files.
     Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, throughput, run_dir.
     """
     label = metric.upper()
-    device = resolve_device(train_cfg.device)
+    dist = dist or DistContext()
+    if dist.enabled and split is None:
+        raise UserError(f"this task trains in one process only (WORLD_SIZE={dist.world_size})")
+    main = dist.is_main
+    echo = dist.echo(echo)
+    progress = progress and main
+    device = dist.device(train_cfg.device)
     precision = resolve_precision(train_cfg.precision, device)
     if precision != train_cfg.precision:          # "auto": config.json keeps the choice
         echo(f"precision auto: {precision} on {device}")
@@ -260,6 +304,13 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             prog = Progress(**state["progress"])
             if scaler is not None and "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
+            if not main:    # this rank's own dropout stream, or a new one if it had none
+                own = {k.replace(f"rng.rank{dist.rank}.", "rng."): v for k, v in
+                       tensors.items() if k.startswith(f"rng.rank{dist.rank}.")}
+                if "rng.torch" in own:
+                    set_rng_state({**tensors, **own}, state["rng"])
+                else:
+                    torch.manual_seed(rank_seed(train_cfg.seed, dist.rank, prog.step))
         except (KeyError, ValueError, TypeError) as err:
             raise UserError(f"{out / CHECKPOINT_FILE}: corrupt checkpoint ({err!r})") from None
         log_path = out / LOG_FILE
@@ -269,17 +320,37 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                 if rec.get("step", 0) <= prog.step:
                     log_records.append(rec)
         echo(f"resuming {out} at step {prog.step} (epoch {prog.epoch})")
-        _record_resume_changes(out, train_cfg, prog.step, log_records, echo)
-    elif run_config is not None:
-        write_json_atomic(out / CONFIG_FILE, run_config)
-    log_records.append({"step": prog.step, "device": str(device), "precision": precision})
+        _world_size_notice(log_records, dist.world_size, echo)
+        if main:
+            _record_resume_changes(out, train_cfg, prog.step, log_records, echo)
+    else:
+        if not main:        # each rank draws its own dropout masks
+            torch.manual_seed(rank_seed(train_cfg.seed, dist.rank, 0))
+        if run_config is not None and main:
+            write_json_atomic(out / CONFIG_FILE, {**run_config, "world_size": dist.world_size})
+    session_rec: dict[str, Any] = {"step": prog.step, "device": str(device),
+                                   "precision": precision}
+    if dist.enabled or any("world_size" in r for r in log_records):
+        session_rec["world_size"] = dist.world_size
+    log_records.append(session_rec)
+    step_loss: Callable[[Any], tuple[torch.Tensor, int]] = lambda b: loss(model, b)  # noqa: E731
+    if dist.enabled:
+        step_loss = torch.nn.parallel.DistributedDataParallel(
+            _LossModule(model, loss), device_ids=[device.index] if device.type == "cuda" else None)
 
     def write_log() -> None:
-        write_text_atomic(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in log_records))
+        if main:
+            write_text_atomic(out / LOG_FILE, "".join(json.dumps(r) + "\n" for r in log_records))
 
     def save_checkpoint() -> None:
         opt_t, opt_meta = optimizer_tensors(opt)
         rng_t, rng_meta = rng_state()
+        for key in sorted(rng_t):     # the other ranks' dropout streams (a collective)
+            if key in ("rng.torch", "rng.cuda"):
+                for r, t in enumerate(dist.all_gather(rng_t[key])[1:], start=1):
+                    rng_t[key.replace("rng.", f"rng.rank{r}.")] = t
+        if not main:
+            return
         tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
         tensors.update(opt_t)
         tensors.update(rng_t)
@@ -294,12 +365,13 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         write_log()
 
     def run_eval(periodic: bool) -> float:
-        got = evaluate(model)
+        got = dist.broadcast(evaluate(model) if main else None)   # the others wait for rank 0
         score = 0.0 if got is None else float(got)
         if prog.best_bleu is None or score > prog.best_bleu or got is None:
             prog.best_bleu = score
-            save_safetensors_atomic(model_tensors(model), out / MODEL_FILE,
-                                    metadata={"format": fmt, "step": str(prog.step)})
+            if main:
+                save_safetensors_atomic(model_tensors(model), out / MODEL_FILE,
+                                        metadata={"format": fmt, "step": str(prog.step)})
         if periodic:
             sched.observe(score)
             if prog.best_periodic is None or score > prog.best_periodic:
@@ -345,23 +417,39 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             if train_cfg.max_steps is not None and prog.step >= train_cfg.max_steps:
                 stop = "max_steps"
                 break
-            if (budget_s is not None
-                    and prog.train_seconds + time.perf_counter() - t_start >= budget_s):
+            if budget_s is not None and dist.agree(   # rank 0's clock decides
+                    prog.train_seconds + time.perf_counter() - t_start >= budget_s):
                 stop = "time_budget"
                 break
             batch = epoch_batches[prog.batch_pos]
             model.train()
-            with autocast(device, precision):
-                loss_sum, n_tok = loss(model, batch)
+            if dist.enabled:
+                assert split is not None
+                shards = split(batch, dist.world_size)
+                mine = shards[dist.rank]
+                with autocast(device, precision):   # an empty shard: shard 0 with weight 0,
+                    loss_sum, n_tok = step_loss(mine or shards[0])   # DDP needs every rank
+                if not mine:
+                    loss_sum, n_tok = loss_sum * 0.0, 0
+                sums = dist.all_reduce_sum([n_tok, float(loss_sum.detach())])
+                n_tok, loss_total = round(sums[0]), sums[1]
+                # DDP averages the ranks' gradients: each rank's share of the global per-token
+                # loss, times world_size, makes the average the whole batch's gradient
+                objective = loss_sum / (n_tok / dist.world_size)
+            else:
+                with autocast(device, precision):
+                    loss_sum, n_tok = step_loss(batch)
+                loss_total = float(loss_sum.detach())
+                objective = loss_sum / n_tok
             lr = sched.lr(prog.step)
             for g in opt.param_groups:
                 g["lr"] = lr
             if scaler is None:
-                (loss_sum / n_tok).backward()
+                objective.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
                 opt.step()
             else:   # fp16: scaled loss; clip the true gradients; skip steps that overflowed
-                scaler.scale(loss_sum / n_tok).backward()
+                scaler.scale(objective).backward()
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
                 scaler.step(opt)
@@ -373,7 +461,7 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             total_units += n_units
             win_units += n_units
             win_tokens += n_tok
-            win_loss += float(loss_sum.detach())
+            win_loss += loss_total
             bar.update(1)
             if prog.step % train_cfg.log_every == 0:
                 dt = time.perf_counter() - win_t0
@@ -397,14 +485,15 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                 last_eval_step = prog.step
     bar.close()
     elapsed = time.perf_counter() - t_start
-    if last_eval_step != prog.step or not (out / MODEL_FILE).exists():
+    if dist.agree(last_eval_step != prog.step or not (out / MODEL_FILE).exists()):
         score = run_eval(periodic=False)
         echo(f"step {prog.step}: final dev {label} {score:.2f} (best {prog.best_bleu:.2f})")
     prog.stopped = stop
     save_checkpoint()
     best = prog.best_bleu if prog.best_bleu is not None else float("nan")
     echo(f"stopped ({stop}) after {prog.step} steps; best dev {label} {best:.2f}")
-    return {"steps": prog.step, "epochs": prog.epoch, "stopped": stop,
+    return {"steps": prog.step, "epochs": prog.epoch, "stopped": stop, "rank": dist.rank,
+            "world_size": dist.world_size,
             f"best_dev_{metric}": prog.best_bleu, "seconds": elapsed,
             "total_train_seconds": prog.train_seconds + elapsed,
             f"train_{unit}_per_s": total_units / elapsed if elapsed > 0 else None,

@@ -22,6 +22,7 @@ from seqlab.errors import UserError
 from seqlab.text.batching import collate, make_batches
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
+from seqlab.training import distributed
 from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 from seqlab.translate.api import translate_texts
@@ -114,22 +115,26 @@ def train_translator(out_dir: str | Path,
         mcfg = (Seq2SeqConfig.from_dict(model_cfg) if isinstance(model_cfg, dict)
                 else model_cfg or Seq2SeqConfig())
     check_run_dir(out, resume)
-    with torch_threads(train_cfg.threads):
-        return _train(out, resume, mcfg, train_cfg, data_cfg, tok, corpus, progress, echo)
+    # under torchrun: one of several processes (seqlab.training.distributed)
+    with distributed.session(train_cfg.device) as dist, torch_threads(train_cfg.threads):
+        return _train(out, resume, mcfg, train_cfg, data_cfg, tok, corpus, progress,
+                      dist.echo(echo), dist)
 
 
 def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
            data_cfg: DataConfig, tok: TokenizerPair | None, corpus: Any, progress: bool,
-           echo: Callable[[str], None]) -> dict[str, Any]:
+           echo: Callable[[str], None], dist: distributed.DistContext) -> dict[str, Any]:
     seed_everything(train_cfg.seed)
     if corpus is None:
         corpus = load_run_corpus(data_cfg)
     if not resume:
         echo(f"training the tokenizer ({data_cfg.vocab_size} subwords) on "
              f"{len(corpus.train)} pairs")
-        tok = TokenizerPair.train_pair(corpus.train.src, corpus.train.tgt, out,
-                                       vocab_size=data_cfg.vocab_size,
-                                       shared=data_cfg.shared_vocab)
+        tok = dist.made_by_main(
+            lambda: TokenizerPair.train_pair(corpus.train.src, corpus.train.tgt, out,
+                                             vocab_size=data_cfg.vocab_size,
+                                             shared=data_cfg.shared_vocab),
+            lambda: TokenizerPair.load(out))
         mcfg = replace(mcfg, src_vocab_size=tok.src.vocab_size,
                        tgt_vocab_size=tok.tgt.vocab_size, pad_id=tok.src.pad_id,
                        bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
@@ -140,6 +145,7 @@ def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
                         f"(max_len={data_cfg.max_len})")
     src_lens = [len(s) + int(data_cfg.src_eos) for s in data.src_ids]
     tgt_lens = [len(t) for t in data.tgt_ids]
+    row_cost = [max(s, t + 1) for s, t in zip(src_lens, tgt_lens, strict=True)]  # padded tokens
 
     torch.manual_seed(train_cfg.seed)
     model = Seq2Seq(mcfg)
@@ -165,6 +171,9 @@ def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
                                batch_size=train_cfg.eval_batch_size, src_eos=data_cfg.src_eos)
         return float(score_corpus(hyps, data.dev_ref, data_cfg.tgt_lang)["bleu"])
 
+    def split(rows: list[int], world_size: int) -> list[list[int]]:
+        return distributed.shard_rows(rows, [row_cost[i] for i in rows], world_size)
+
     return train_loop(out, model, train_cfg, fmt=FORMAT, batches=batches, loss=loss,
                       evaluate=evaluate, resume=resume, run_config=run_config, unit="tokens",
-                      progress=progress, echo=echo)
+                      progress=progress, echo=echo, split=split, dist=dist)
