@@ -25,7 +25,7 @@ from seqlab.viz.attention_plot import plot_attention
 # Sized so the demo's sentences come out right with focused attention maps after a few
 # minutes on two CPU cores: a 128-unit model, a 4k vocabulary, the pairs of at most 32
 # subwords (UI strings and short help sentences).
-DEMO_STEPS = 2000
+DEMO_STEPS = 800
 DEMO_SENTENCES = ["Click the OK button.", "Select the cells you want to delete.",
                   "Opens the Save As dialog.", "The table has three columns."]
 
