@@ -3,7 +3,7 @@
 #   bash scripts/dev.sh demo   -> create/reuse .venv, install, run the built-in demo
 #   bash scripts/dev.sh test   -> create/reuse .venv, install, run ruff, mypy and the test-suite,
 #                                 then the cpu_sensitive tests again as on an AVX2-only CPU
-# Installs use constraints.txt, which pins the CPU build of torch for this machine.
+# Installs use constraints.txt, which pins the CPU build of torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${SEQLAB_VENV:-.venv}

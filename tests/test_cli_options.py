@@ -70,3 +70,11 @@ def test_numbered_plot_names():
     assert [numbered_path(base, i, 3).name for i in range(3)] == ["attn-1.png", "attn-2.png",
                                                                   "attn-3.png"]
     assert numbered_path(Path("strip"), 1, 2).name == "strip-2.png"
+
+
+def test_demo_minutes_says_what_changed(tmp_path):
+    """The demo's old --minutes was its whole budget; now the budget is --steps."""
+    r = CliRunner().invoke(main, ["demo", "--minutes", "1", "--skip", "gates", "--skip",
+                                  "series", "--skip", "translate", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 0, r.output
+    assert "--minutes is the old name of --time-budget: now only a cap" in r.stderr

@@ -27,7 +27,9 @@ from seqlab.translate.demo import DEMO_STEPS
 @click.option("--fresh", is_flag=True,
               help="Delete the translator trained earlier under --out and train a new one.")
 @time_budget_option("Optional cap in minutes on the translator's training time in total (it "
-                    "may then stop short of --steps, and says so).")
+                    "may then stop short of --steps, and says so).",
+                    note=": now only a cap; the demo's budget is --steps, the same on any "
+                         "machine")
 @click.option("--skip", multiple=True, type=click.Choice(["gates", "series", "translate"]),
               help="Leave out a part (repeatable).")
 @quiet_option

@@ -41,12 +41,14 @@ def device_option(default: str | None = "auto", help_extra: str = "") -> Callabl
              "cuda:N or mps." + help_extra)
 
 
-def renamed_option(new: str, old: str, dest: str, **kwargs: Any) -> Callable[[F], F]:
+def renamed_option(new: str, old: str, dest: str, note: str = "",
+                   **kwargs: Any) -> Callable[[F], F]:
     """Option `new` (shown in --help) plus its old spelling `old` (hidden, still accepted).
 
     Both fill the parameter `dest`; giving both is a one-line error; the old spelling prints a
     note naming the new one (on stderr, so scripts reading stdout are not disturbed).
-    kwargs are the new option's (type, default, help, is_flag, ...).
+    note: more words for that note (what changed besides the name). kwargs are the new
+    option's (type, default, help, is_flag, ...).
     """
     default = kwargs.pop("default", False if kwargs.get("is_flag") else None)
     unset = (None, False)
@@ -58,7 +60,7 @@ def renamed_option(new: str, old: str, dest: str, **kwargs: Any) -> Callable[[F]
             ctx.params.setdefault(dest, default)
             return
         if param.name == f"_old_{dest}":
-            click.echo(f"note: {old} is the old name of {new}", err=True)
+            click.echo(f"note: {old} is the old name of {new}{note}", err=True)
         if ctx.params.get(dest) not in unset and ctx.params.get(dest) != default:
             raise click.UsageError(f"{old} is the old name of {new}; give one of them, not both",
                                    ctx)
@@ -75,9 +77,9 @@ def renamed_option(new: str, old: str, dest: str, **kwargs: Any) -> Callable[[F]
     return decorate
 
 
-def time_budget_option(help_text: str) -> Callable[[F], F]:
+def time_budget_option(help_text: str, note: str = "") -> Callable[[F], F]:
     """`--time-budget MINUTES` (old spelling: --minutes)."""
-    return renamed_option("--time-budget", "--minutes", "time_budget", type=float,
+    return renamed_option("--time-budget", "--minutes", "time_budget", note=note, type=float,
                           help=help_text)
 
 
