@@ -162,7 +162,7 @@ def one_thread():
 
 @pytest.mark.slow
 def test_every_block_runs(tmp_path, monkeypatch):
-    """All blocks, in order, as a reader would run them (about a minute)."""
+    """All blocks, in order, as a reader would run them (a minute or two on 2 quiet cores)."""
     import matplotlib
 
     matplotlib.use("Agg")
