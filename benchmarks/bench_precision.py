@@ -114,7 +114,7 @@ def main() -> None:
         print(f"| {prec} | {med[prec]['wall']:.0f} | {med[prec]['cpu']:.0f} |")
     print(f"| bf16 / fp32 | {ratio['wall']:.2f}x | {ratio['cpu']:.2f}x |")
     print(f"mean relative loss difference on the same batches: {statistics.mean(loss_diff):.2e}")
-    print(f"--precision auto picks {resolve_precision('auto', 'cpu')} on this CPU "
+    print(f"--precision auto picks {resolve_precision('auto', 'cpu')} on the CPU it ran on "
           f"({capabilities()['cpu_capability']})")
     record = {
         "benchmark": "precision_cpu",

@@ -208,8 +208,8 @@ def run_job(args: argparse.Namespace, key: str, spec: dict[str, Any], data: Data
             rec.setdefault("benchmark", f"translate_{args.job}")
             rec["doc"] = ("bench_translate_quality.py: test BLEU/chrF (sacreBLEU, detokenised), "
                           "bleu_lc_tok = lowercased 13a BLEU (Multi30k papers' scoring), at "
-                          "time marks in minutes of training on this machine; best weights by "
-                          "dev BLEU; decode speed at batch 64")
+                          "time marks in minutes of training on the machine it ran on; best "
+                          "weights by dev BLEU; decode speed at batch 64")
         if summary["stopped"] in ("early_stopping", "max_steps"):
             print(f"{key}: {summary['stopped']} at {summary['total_train_seconds'] / 60:.1f} min; "
                   "later marks would not change", flush=True)

@@ -5,7 +5,7 @@
 #                                 studio's browser tests, if missing), run ruff, mypy and the
 #                                 test-suite, then the cpu_sensitive tests again as on an
 #                                 AVX2-only CPU
-# Installs use constraints.txt, which pins the CPU build of torch for this machine.
+# Installs use constraints.txt, which pins the CPU build of torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${SEQLAB_VENV:-.venv}

@@ -116,7 +116,7 @@ def test_cli_train_run_eval_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(main, ["caption", "train", "--data", str(data), "--out", str(run),
                              "--max-steps", "6", "--eval-every", "3", "--vocab-size", "300",
-                             "--image-size", "32", "--batch-size", "4", "--no-progress",
+                             "--image-size", "32", "--batch-size", "4", "--quiet",
                              "--threads", "1"])
     assert r.exit_code == 0, r.output
     assert "test (1 images, beam 5): BLEU" in r.output

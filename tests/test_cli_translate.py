@@ -115,7 +115,8 @@ def test_bad_input_file_line_is_named(trained_run, tmp_path):
 
 
 def test_readme_demo_function(tmp_path):
-    """run_translate_demo (what `seqlab demo` calls), on a tiny corpus and a few seconds."""
+    """run_translate_demo (what `seqlab demo` calls), on a tiny corpus and a few steps: a step
+    budget, then a second call reuses the run, a larger budget continues it, fresh restarts."""
     import torch
 
     from seqlab.translate.demo import run_translate_demo
@@ -123,19 +124,30 @@ def test_readme_demo_function(tmp_path):
     corpus = write_corpus(tmp_path / "pairs.tsv", n=120)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    said: list[str] = []
+    kw = dict(corpus=str(corpus), sentences=["I see two red cats .", "I have one dog ."],
+              progress=False, model_size=16, vocab_size=300, echo=said.append)
     try:
-        res = run_translate_demo(tmp_path / "demo", minutes=0.02, corpus=str(corpus),
-                                 sentences=["I see two red cats .", "I have one dog ."],
-                                 progress=False, model_size=16, vocab_size=300)
+        res = run_translate_demo(tmp_path / "demo", steps=6, **kw)
+        assert res.trained == "trained" and res.steps == 6
+        assert len(res.translations) == 2
+        for t in res.translations:
+            if t.translation:
+                assert t.plot is not None and t.plot.name.startswith("sentence-")
+                assert t.plot.read_bytes()[:8] == PNG
+            else:
+                assert t.plot is None
+        weights = (res.run_dir / "model.safetensors").read_bytes()
+        again = run_translate_demo(tmp_path / "demo", steps=6, **kw)
+        assert again.trained == "reused" and again.steps == 6
+        assert (res.run_dir / "model.safetensors").read_bytes() == weights
+        assert any(m.startswith("reusing") for m in said)
+        more = run_translate_demo(tmp_path / "demo", steps=9, **kw)
+        assert more.trained == "continued" and more.steps == 9
+        fresh = run_translate_demo(tmp_path / "demo", steps=3, fresh=True, **kw)
+        assert fresh.trained == "trained" and fresh.steps == 3
     finally:
         torch.set_num_threads(threads)
-    assert res["train"]["steps"] >= 1
-    assert len(res["translations"]) == 2
-    for t in res["translations"]:
-        if t["translation"]:
-            assert Path(t["plot"]).read_bytes()[:8] == PNG
-        else:
-            assert t["plot"] is None
 
 
 def test_model_flags_are_the_config_fields(trained_run, tmp_path):

@@ -24,3 +24,16 @@ def test_series_demo_runs_and_writes_its_outputs(tmp_path):
     for key in ("plot", "window_plot"):
         with open(summary[key], "rb") as f:
             assert f.read(4) == b"\x89PNG"
+    # every event is named: the labelled anomaly (overlapping the label) or a false alarm
+    a0, a1 = details["labelled_anomaly"]
+    for e in details["events"]:
+        hit = e["start"] <= a1 and a0 <= e["end"]
+        assert e["kind"] == ("anomaly" if hit else "false alarm")
+
+    from seqlab.series.demo import describe_series_demo
+
+    text = describe_series_demo(summary)
+    n_false = sum(e["kind"] == "false alarm" for e in details["events"])
+    assert f"{n_false} of them false alarm(s)" in "\n".join(text)
+    assert sum(line.endswith("-> false alarm") for line in text) == n_false
+    assert any(line.startswith(summary["plot"]) for line in text)

@@ -37,8 +37,8 @@ _LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """`spec` ("auto", "cpu", "cuda", "cuda:N", "mps" or a torch.device) -> a usable device.
 
-    "auto" (or None): cuda if available, else mps, else cpu. A device this machine does not
-    have is a one-line UserError saying what is available.
+    "auto" (or None): cuda if available, else mps, else cpu. A device not present
+    is a one-line UserError saying what is available.
     """
     if spec is None or spec == "auto":
         if torch.cuda.is_available():

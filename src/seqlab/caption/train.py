@@ -30,7 +30,7 @@ from seqlab.caption.run import FORMAT, read_run_config
 from seqlab.device import model_device, to_device
 from seqlab.text.batching import make_batches
 from seqlab.text.metrics import score_corpus
-from seqlab.text.tokenizer import TokenizerPair
+from seqlab.text.tokenizer import TokenizerPair, vocabulary_note
 from seqlab.training import distributed
 from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
@@ -98,12 +98,12 @@ def train_captioner(out_dir: str | Path,
             splits = load_splits(data_cfg)
         train_idx, train_caps = splits.train.pairs()
         if not resume:
-            echo(f"training the tokenizer ({data_cfg.vocab_size} subwords) on "
-                 f"{len(train_caps)} captions")
             tok = dist.made_by_main(
                 lambda: TokenizerPair.train_pair(train_caps, [], out,
                                                  vocab_size=data_cfg.vocab_size, shared=True),
                 lambda: TokenizerPair.load(out))
+            echo(f"tokenizer: {vocabulary_note(data_cfg.vocab_size, tok.tgt.vocab_size)}, "
+                 f"trained on {len(train_caps)} captions")
             mcfg = replace(mcfg, vocab_size=tok.tgt.vocab_size, pad_id=tok.tgt.pad_id,
                            bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
         cap_ids = tok.tgt.encode(train_caps)

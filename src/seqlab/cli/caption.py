@@ -13,7 +13,14 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import decay_steps_option, device_option, precision_option
+from seqlab.cli.options import (
+    decay_steps_option,
+    device_option,
+    numbered_path,
+    precision_option,
+    quiet_option,
+    time_budget_option,
+)
 from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
 
@@ -31,9 +38,8 @@ def caption() -> None:
               help="Run directory (config.json, model.safetensors, tokenizer/, log).")
 @click.option("--split", type=click.Choice(["random", "grouped"]), default="random",
               show_default=True, help="Held-out split: random images, or whole groups.")
-@click.option("--minutes", type=float, default=None,
-              help="Training time budget in minutes, in total (with --resume, earlier "
-                   "sessions count).")
+@time_budget_option("Stop after this many minutes of training in total (with --resume, "
+                    "earlier sessions count).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
 @decay_steps_option
 @click.option("--attention", default="additive", show_default=True,
@@ -59,13 +65,13 @@ def caption() -> None:
 @precision_option
 @device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps: int | None,
+@quiet_option
+def train(data: str, out_dir: Path, split: str, time_budget: float | None, max_steps: int | None,
           decay_steps: int | None, attention: str, embedding_dim: int | None,
           hidden_size: int | None, attn_dim: int | None, num_heads: int | None,
           vocab_size: int, image_size: int,
           batch_size: int, lr: float, eval_every: int, seed: int, threads: int | None,
-          precision: str | None, device: str | None, resume: bool, no_progress: bool) -> None:
+          precision: str | None, device: str | None, resume: bool, quiet: bool) -> None:
     """Train a captioner, then report BLEU/chrF/exact match on the held-out test images."""
     from seqlab.caption.api import Captioner
     from seqlab.caption.data import CaptionDataConfig
@@ -74,16 +80,16 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
     if image_size % 8 or image_size < 8:
         raise UserError(f"--image-size must be a positive multiple of 8, got {image_size}")
     if resume:
-        overrides = {k: v for k, v in (("time_budget_min", minutes), ("max_steps", max_steps),
+        overrides = {k: v for k, v in (("time_budget_min", time_budget), ("max_steps", max_steps),
                                        ("decay_steps", decay_steps),
                                        ("precision", precision), ("device", device))
                      if v is not None}
         summary = train_captioner(out_dir, resume=True, overrides=overrides,
-                                  progress=not no_progress, echo=click.echo)
+                                  progress=not quiet, echo=click.echo)
     else:
         tcfg = default_train_config(batch_size=batch_size, lr=lr, eval_every=eval_every,
                                     seed=seed, threads=threads, max_steps=max_steps,
-                                    decay_steps=decay_steps or 0, time_budget_min=minutes,
+                                    decay_steps=decay_steps or 0, time_budget_min=time_budget,
                                     precision=precision or "fp32", device=device or "auto")
         if data != "emoji":   # absolute, so `eval` finds the data from any directory
             data = str(Path(data).resolve())
@@ -96,7 +102,7 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
         model_cfg = {"attention": attention, "num_heads": num_heads,
                      **{k: v for k, v in given.items() if v is not None}}
         summary = train_captioner(out_dir, model_cfg=model_cfg, train_cfg=tcfg,
-                                  data_cfg=dcfg, progress=not no_progress, echo=click.echo)
+                                  data_cfg=dcfg, progress=not quiet, echo=click.echo)
     if summary["rank"] != 0:          # under torchrun: rank 0 alone tests and reports
         return
     cap = Captioner.load(out_dir, device=device or "auto")
@@ -113,7 +119,7 @@ def train(data: str, out_dir: Path, split: str, minutes: float | None, max_steps
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--beams", type=int, default=5, show_default=True)
 @click.option("--attention-plot", type=click.Path(path_type=Path), default=None,
-              help="Save the attention strip here (with several images: NAME_1.png, ...).")
+              help="Save the attention strip here (several images: FILE-1.png, FILE-2.png...).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
 @device_option()
 def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Path | None,
@@ -130,8 +136,7 @@ def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Pat
         assert isinstance(c, Caption)
         plot = None
         if attention_plot is not None and c.image is not None and c.word_attention is not None:
-            plot = attention_plot if len(images) == 1 else attention_plot.with_name(
-                f"{attention_plot.stem}_{i + 1}{attention_plot.suffix or '.png'}")
+            plot = numbered_path(attention_plot, i, len(images))
             plot_attention_strip(c.image, c.words, c.word_attention, plot,
                                  title=f"{path.name}: {c.text}")
         if as_json:

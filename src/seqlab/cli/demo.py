@@ -1,9 +1,9 @@
 """`seqlab demo`: the whole system in one go, offline, on built-in data.
 
 1. the gates of a small LSTM, drawn over time (what it remembers and forgets);
-2. the LSTM autoencoder finding the anomaly in a real ECG-like UCR series (KDD-TSAD_135);
-3. a small English->French translator trained for a few minutes on the LibreOffice help,
-   translating a few sentences and drawing where each output word looked.
+2. the LSTM autoencoder finding the anomaly in a real heart-rate series (UCR KDD-TSAD_135);
+3. a small English->French translator trained on the LibreOffice help for a fixed number of
+   steps, translating a few sentences and drawing where each output word looked.
 """
 
 from __future__ import annotations
@@ -13,39 +13,63 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import device_option
+from seqlab.cli.options import device_option, quiet_option, time_budget_option
+from seqlab.translate.demo import DEMO_STEPS
 
 
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"),
               show_default=True, help="Directory for the pictures and runs.")
-@click.option("--minutes", type=float, default=5.0, show_default=True,
-              help="Training budget of the translator.")
+@click.option("--steps", type=click.IntRange(min=1), default=DEMO_STEPS, show_default=True,
+              help="Training steps of the translator: the same result on any machine (a slow "
+                   "one takes longer). A translator already trained under --out is reused; a "
+                   "larger --steps trains it on.")
+@click.option("--fresh", is_flag=True,
+              help="Delete the translator trained earlier under --out and train a new one.")
+@time_budget_option("Optional cap in minutes on the translator's training time in total (it "
+                    "may then stop short of --steps, and says so).",
+                    note=": now only a cap; the demo's budget is --steps, the same on any "
+                         "machine")
 @click.option("--skip", multiple=True, type=click.Choice(["gates", "series", "translate"]),
               help="Leave out a part (repeatable).")
+@quiet_option
 @device_option(help_extra=" For the translator (the gates and series parts are tiny: CPU).")
-def demo(out_dir: Path, minutes: float, skip: tuple[str, ...], device: str) -> None:
+def demo(out_dir: Path, steps: int, fresh: bool, time_budget: float | None,
+         skip: tuple[str, ...], quiet: bool, device: str) -> None:
     """Run the built-in demo: gates, anomaly detection, translation with attention."""
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    echo = click.echo
     if "gates" not in skip:
         from seqlab.gates import run_builtin_gates_demo
 
-        click.echo("== 1/3 An LSTM from its gates ==")
+        echo("== 1/3 An LSTM from its gates ==")
+        echo("  a 4-unit LSTM learns to remember a value until a recall cue (seconds)")
         for path in run_builtin_gates_demo(out_dir / "gates"):
-            click.echo(f"  wrote {path}")
+            echo(f"  {path}: the input gate opening at STORE, the forget gate holding the "
+                 "memory, the output gate opening at RECALL")
     if "series" not in skip:
-        from seqlab.series.demo import run_series_demo
+        from seqlab.series.demo import describe_series_demo, run_series_demo
 
-        click.echo("== 2/3 Anomalies by reconstruction error (LSTM autoencoder) ==")
-        summary = run_series_demo(out_dir / "series")
-        for key, value in summary.items():
-            click.echo(f"  {key}: {value}")
+        echo("== 2/3 Anomalies by reconstruction error (LSTM autoencoder) ==")
+        for line in describe_series_demo(run_series_demo(out_dir / "series", progress=not quiet)):
+            echo(f"  {line}")
     if "translate" not in skip:
         from seqlab.translate.demo import run_translate_demo
 
-        click.echo(f"== 3/3 English -> French with attention ({minutes:g} min of training) ==")
-        summary = run_translate_demo(out_dir / "translate", minutes=minutes, device=device)
-        for key, value in summary.items():
-            click.echo(f"  {key}: {value}")
-    click.echo(f"done in {time.perf_counter() - t0:.0f} s; everything is under {out_dir}/")
+        echo(f"== 3/3 English -> French with attention ({steps} training steps) ==")
+        res = run_translate_demo(out_dir / "translate", steps=steps, fresh=fresh,
+                                 time_budget=time_budget, progress=not quiet, device=device,
+                                 echo=lambda m: echo(f"  {m}"))
+        bleu = "" if res.best_dev_bleu is None else f", dev BLEU {res.best_dev_bleu:.1f}"
+        echo(f"  translator: {res.run_dir} ({res.steps} steps{bleu}; "
+             f"`seqlab translate run {res.run_dir} \"...\"` translates more)")
+        for t in res.translations:
+            echo(f"  {t.source!r} -> {t.translation!r}")
+        for t in res.translations:
+            if t.plot is None:
+                echo(f"  (no picture for {t.source!r}: the translation is empty)")
+            else:
+                echo(f"  {t.plot}: which English subword (column) each French subword (row) "
+                     "looked at")
+    echo(f"done in {time.perf_counter() - t0:.0f} s; everything is under {out_dir}/")

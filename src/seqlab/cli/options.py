@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -38,3 +39,55 @@ def device_option(default: str | None = "auto", help_extra: str = "") -> Callabl
         "--device", default=default, show_default=default is not None, callback=_check_device,
         help="Where the model runs: auto (cuda if available, else mps, else cpu), cpu, cuda, "
              "cuda:N or mps." + help_extra)
+
+
+def renamed_option(new: str, old: str, dest: str, note: str = "",
+                   **kwargs: Any) -> Callable[[F], F]:
+    """Option `new` (shown in --help) plus its old spelling `old` (hidden, still accepted).
+
+    Both fill the parameter `dest`; giving both is a one-line error; the old spelling prints a
+    note naming the new one (on stderr, so scripts reading stdout are not disturbed).
+    note: more words for that note (what changed besides the name). kwargs are the new
+    option's (type, default, help, is_flag, ...).
+    """
+    default = kwargs.pop("default", False if kwargs.get("is_flag") else None)
+    unset = (None, False)
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        given = value not in unset and (
+            ctx.get_parameter_source(param.name or "") is not click.core.ParameterSource.DEFAULT)
+        if not given:
+            ctx.params.setdefault(dest, default)
+            return
+        if param.name == f"_old_{dest}":
+            click.echo(f"note: {old} is the old name of {new}{note}", err=True)
+        if ctx.params.get(dest) not in unset and ctx.params.get(dest) != default:
+            raise click.UsageError(f"{old} is the old name of {new}; give one of them, not both",
+                                   ctx)
+        ctx.params[dest] = value
+
+    shared = {k: v for k, v in kwargs.items() if k in ("type", "is_flag")}
+
+    def decorate(f: F) -> F:
+        f = click.option(old, f"_old_{dest}", hidden=True, expose_value=False, callback=store,
+                         default=None if not kwargs.get("is_flag") else False, **shared)(f)
+        return click.option(new, dest, expose_value=False, callback=store, default=default,
+                            show_default=default not in unset, **kwargs)(f)
+
+    return decorate
+
+
+def time_budget_option(help_text: str, note: str = "") -> Callable[[F], F]:
+    """`--time-budget MINUTES` (old spelling: --minutes)."""
+    return renamed_option("--time-budget", "--minutes", "time_budget", note=note, type=float,
+                          help=help_text)
+
+
+quiet_option = renamed_option("--quiet", "--no-progress", "quiet", is_flag=True,
+                              help="No progress bars.")
+
+
+def numbered_path(base: Path, i: int, n: int) -> Path:
+    """The i-th (0-based) of n output files: `base` itself when n == 1, else FILE-1.png,
+    FILE-2.png, ... (every command that writes one picture per input names them so)."""
+    return base if n == 1 else base.with_name(f"{base.stem}-{i + 1}{base.suffix or '.png'}")

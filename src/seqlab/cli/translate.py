@@ -16,7 +16,14 @@ from typing import Any
 import click
 
 from seqlab.cli.export import backend_option
-from seqlab.cli.options import decay_steps_option, device_option, precision_option
+from seqlab.cli.options import (
+    decay_steps_option,
+    device_option,
+    numbered_path,
+    precision_option,
+    quiet_option,
+    time_budget_option,
+)
 from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
 
@@ -76,9 +83,8 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--batch-tokens", type=int, default=4096, show_default=True,
               help="Padded tokens per batch.")
 @click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--time-budget", type=float, default=None,
-              help="Stop after this many minutes of training in total (with --resume, "
-                   "earlier sessions count).")
+@time_budget_option("Stop after this many minutes of training in total (with --resume, "
+                    "earlier sessions count).")
 @click.option("--max-steps", type=int, default=None)
 @decay_steps_option
 @click.option("--max-epochs", type=int, default=100, show_default=True)
@@ -93,7 +99,7 @@ def _corpus_arg(corpus: str) -> str:
 @precision_option
 @device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--skip-bad-lines", is_flag=True, help="Count and skip malformed corpus lines.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 @click.pass_context
 def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir: str,
           data_dir: str | None, resume: bool, attention: str, embedding_dim: int,
@@ -188,10 +194,6 @@ def _read_sentences(sentences: tuple[str, ...], input_file: str | None) -> list[
         raise UserError(f"{path}:{line}: not valid UTF-8") from None
 
 
-def _plot_path(base: Path, i: int, n: int) -> Path:
-    return base if n == 1 else base.with_name(f"{base.stem}-{i + 1}{base.suffix or '.png'}")
-
-
 @translate.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("sentences", nargs=-1)
@@ -237,7 +239,7 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
         shown = [(s, r) for s, r in zip(texts, res, strict=True) if s.strip()]
         for i, (s, r) in enumerate(shown):
             assert not isinstance(r, str)
-            path = _plot_path(base, i, len(shown))
+            path = numbered_path(base, i, len(shown))
             if not r.tgt_tokens:
                 click.echo(f"no attention plot for {s!r}: empty translation", err=True)
                 continue

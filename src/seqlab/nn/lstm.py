@@ -607,7 +607,7 @@ class LSTM(nn.Module):
     @contextlib.contextmanager
     def _fused_precision(self, x: Tensor) -> Iterator[Callable[[Tensor], Tensor]]:
         """The fused kernel's precision: autocast's, unless torch's CPU kernel cannot run in
-        autocast's dtype on this CPU (oneDNN's bfloat16 LSTM needs AVX-512 or newer); then
+        autocast's dtype on the CPU it runs on (oneDNN's bfloat16 LSTM needs AVX-512 or newer); then
         autocast is off for the kernel and it runs in the weights' precision (float32), like
         the cell states always do. Yields the cast to apply to the kernel's inputs."""
         dev = x.device.type

@@ -20,7 +20,7 @@ import numpy as np
 from seqlab.io import save_figure_atomic, write_json_atomic
 from seqlab.series.datasets import load_kdd_tsad_135
 from seqlab.series.estimator import SeriesAutoencoder
-from seqlab.series.metrics import event_confusion, event_prf, point_auc
+from seqlab.series.metrics import event_confusion, event_prf, overlaps, point_auc
 from seqlab.series.plots import plot_anomalies, plot_reconstruction
 from seqlab.series.scoring import event_peaks
 
@@ -34,9 +34,11 @@ DEMO_PARAMS = dict(window=32, stride=1, hidden_size=64, latent_size=16, epochs=4
                    num_threads=1)
 
 
-def run_series_demo(out_dir: str | os.PathLike[str], epochs: int | None = None) -> dict[str, Any]:
+def run_series_demo(out_dir: str | os.PathLike[str], epochs: int | None = None,
+                    progress: bool = False) -> dict[str, Any]:
     """Train on KDD-TSAD 135's normal prefix, score the rest, save plots and a JSON summary.
 
+    progress: show the training's progress bar (epochs, time left).
     out_dir: where `series_kdd_tsad_135.png`, `series_kdd_tsad_135_window.png` and
     `series_kdd_tsad_135.json` (every figure and setting) go. Returns the headline figures.
     """
@@ -45,7 +47,7 @@ def run_series_demo(out_dir: str | os.PathLike[str], epochs: int | None = None) 
     params = dict(DEMO_PARAMS, epochs=epochs or DEMO_PARAMS["epochs"])
     t0 = time.perf_counter()
     normal = data.values[:data.train_end]
-    est = SeriesAutoencoder(**params).fit(normal)
+    est = SeriesAutoencoder(**params, verbose=progress).fit(normal)
     # The held-out tail of the prefix (240 points) spans barely more than one heartbeat; the
     # error model and threshold are refitted on the whole normal prefix (still no labels).
     est.fit_threshold(normal)
@@ -91,7 +93,9 @@ def run_series_demo(out_dir: str | os.PathLike[str], epochs: int | None = None) 
         "params": params,
         "threshold": est.threshold_,
         "threshold_source": est.threshold_source_,
-        "events": [{"start": s, "end": e, "peak_score": p}
+        # each event: the labelled anomaly (it overlaps the label) or a false alarm
+        "events": [{"start": s, "end": e, "peak_score": p,
+                    "kind": "anomaly" if overlaps((s, e), data.anomaly) else "false alarm"}
                    for (s, e), p in zip(events, event_peaks(events, scores), strict=True)],
         "event_tp": tp, "event_fp": fp, "event_fn": fn,
         "event_precision": precision, "event_recall": recall, "event_f1": f1,
@@ -105,12 +109,45 @@ def run_series_demo(out_dir: str | os.PathLike[str], epochs: int | None = None) 
                 "point_pr_auc", "top_score_index", "threshold_source", "fit_seconds",
                 "score_seconds", "plot", "window_plot")
     summary = {k: result[k] for k in headline}
-    summary["events"] = [(e["start"], e["end"]) for e in result["events"]]
+    summary["events"] = result["events"]
+    summary["train_points"] = data.train_end
+    summary["series_points"] = len(data.values)
     summary["details"] = str(out / "series_kdd_tsad_135.json")
     return summary
+
+
+def describe_series_demo(summary: dict[str, Any]) -> list[str]:
+    """The demo's result as lines of text: what was trained, each event found (the labelled
+    anomaly, or a false alarm), the scores, and what each picture shows."""
+    a0, a1 = summary["labelled_anomaly"]
+    events = summary["events"]
+    found = [e for e in events if e["kind"] == "anomaly"]
+    false = [e for e in events if e["kind"] != "anomaly"]
+    lines = [f"{summary['dataset']}: a patient's heart rate, {summary['series_points']:,} "
+             f"points; trained on the first {summary['train_points']:,} (normal), then scored "
+             f"the rest without labels (fit {summary['fit_seconds']:.0f} s)",
+             f"the labelled anomaly: points {a0:,}..{a1:,}: "
+             + ("FOUND" if found else "missed"),
+             f"{len(events)} event(s) found, {len(false)} of them false alarm(s):"]
+    for e in events:
+        what = "the labelled anomaly" if e["kind"] == "anomaly" else "false alarm"
+        lines.append(f"  points {e['start']:,}..{e['end']:,}  peak score {e['peak_score']:.1f}"
+                     f"  -> {what}")
+    top = summary["top_score_index"]
+    lines += [f"highest score at point {top:,} ("
+              + ("inside" if a0 - 100 <= top <= a1 + 100 else "outside")
+              + " the labelled anomaly +-100, the UCR archive's rule); point ROC-AUC "
+              f"{summary['point_roc_auc']:.3f}, event F1 {summary['event_f1']:.2f}",
+              f"{summary['plot']}: the series, its anomaly score and the threshold; the "
+              "detected events and the labelled anomaly shaded, with a zoom on the anomaly",
+              f"{summary['window_plot']}: the window at the labelled anomaly and the "
+              "autoencoder's reconstruction of it (the gap is the error that raised the alarm)",
+              f"{summary['details']}: every figure and setting"]
+    return lines
 
 
 if __name__ == "__main__":
     import sys
 
-    print(run_series_demo(sys.argv[1] if len(sys.argv) > 1 else "."))
+    print("\n".join(describe_series_demo(run_series_demo(sys.argv[1] if len(sys.argv) > 1
+                                                          else "."))))

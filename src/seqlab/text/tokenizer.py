@@ -285,3 +285,10 @@ class TokenizerPair:
 
     def __repr__(self) -> str:
         return f"TokenizerPair(shared={self.shared}, src={self.src!r}, tgt={self.tgt!r})"
+
+
+def vocabulary_note(asked: int, got: int) -> str:
+    """'352 subwords (asked for 8000: the training text holds no more)', or '8000 subwords'."""
+    if got == asked:
+        return f"{got} subwords"
+    return f"{got} subwords (asked for {asked}: the training text holds no more)"

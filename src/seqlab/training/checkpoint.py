@@ -202,3 +202,19 @@ def check_run_dir(out: Path, resume: bool) -> None:
         raise UserError(f"{out}: already holds a training run; use --resume to continue it "
                         "or choose a new --out directory")
 
+
+
+def checkpoint_progress(out: Path) -> dict[str, Any] | None:
+    """Where the run in `out` stands (its checkpoint's progress record: step, epoch, stopped,
+    train_seconds, ...), read from the metadata alone; None when there is no checkpoint."""
+    from safetensors import safe_open
+
+    path = out / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        return dict(json.loads(meta["state"])["progress"])
+    except (KeyError, ValueError, TypeError, OSError) as err:
+        raise UserError(f"{path}: corrupt checkpoint ({err!r})") from None

@@ -389,7 +389,9 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         score = run_eval(periodic=True)
         msg = (f"step {prog.step}: dev {label} {score:.2f} "
                f"(best {prog.best_bleu:.2f}), lr {sched.lr(prog.step):.2e}")
-        if progress:
+        if progress and train_cfg.eval_per_epoch:
+            bar.set_postfix_str(msg.split(": ", 1)[1], refresh=False)  # per epoch: no line each
+        elif progress:
             bar.write(msg)
         else:
             echo(msg)
@@ -413,6 +415,10 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             stop = "max_epochs"
             break
         epoch_batches = batches(prog.epoch)
+        if bar.total is None and budget_s is None and epoch_batches:
+            # epoch-bounded: about max_epochs x this epoch's batches, so the bar has an ETA
+            bar.total = train_cfg.max_epochs * len(epoch_batches)
+            bar.refresh()
         while prog.batch_pos < len(epoch_batches):
             if train_cfg.max_steps is not None and prog.step >= train_cfg.max_steps:
                 stop = "max_steps"
@@ -463,6 +469,9 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             win_tokens += n_tok
             win_loss += loss_total
             bar.update(1)
+            if budget_s is not None and bar.total is None and prog.step % 10 == 0:
+                left = budget_s - prog.train_seconds - (time.perf_counter() - t_start)
+                bar.set_description(f"{max(0.0, left) / 60:.1f} min left", refresh=False)
             if prog.step % train_cfg.log_every == 0:
                 dt = time.perf_counter() - win_t0
                 rec = {"step": prog.step, "epoch": prog.epoch, "loss": win_loss / win_tokens,

@@ -49,6 +49,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -218,8 +219,8 @@ def _has_letter(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
 
-def align_help_trees(en_dir: Path, fr_dir: Path) -> tuple[list[tuple[str, str, str]],
-                                                          dict[str, int]]:
+def align_help_trees(en_dir: Path, fr_dir: Path, progress: bool = False
+                     ) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
     """Align two unpacked help trees (the `<lang>/text` folders, or any folders of .html pages
     with the same relative paths); apply the drop rules of the module docstring.
 
@@ -231,7 +232,10 @@ def align_help_trees(en_dir: Path, fr_dir: Path) -> tuple[list[tuple[str, str, s
              "dropped_identical": 0, "dropped_duplicate": 0, "pairs": 0}
     pairs: list[tuple[str, str, str]] = []
     seen: set[tuple[str, str]] = set()
-    for rel in en_pages:
+    from tqdm.auto import tqdm
+
+    for rel in tqdm(en_pages, desc="aligning help pages", unit="page", disable=not progress,
+                    leave=False):
         fr_path = fr_dir / rel
         en_html = (en_dir / rel).read_text(encoding="utf-8", errors="replace")
         en_count = len(extract_paragraphs(en_html))
@@ -338,12 +342,14 @@ def _deb_version(deb: Path) -> str:
     return parts[1].replace("%3a", ":") if len(parts) >= 3 else "unknown"
 
 
-def prepare_libreoffice_help(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def prepare_libreoffice_help(cache_dir: str | os.PathLike[str] | None = None,
+                             progress: bool = True) -> Path:
     """Path of the prepared English-French TSV, building it on first use.
 
     Downloads and unpacks the two Debian packages into `cache_dir/libreoffice-help/` (default
     `default_cache_dir()`), aligns the pages, writes the TSV and a JSON of counts atomically.
     If the TSV exists (and was made by the current extraction rules), it is returned at once.
+    progress: say each stage on stderr while building (download, unpack, align with a bar).
     """
     root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / CORPUS_NAME
     tsv, meta_path = root / TSV_NAME, root / META_NAME
@@ -358,7 +364,15 @@ def prepare_libreoffice_help(cache_dir: str | os.PathLike[str] | None = None) ->
     except OSError as err:
         raise UserError(f"{root}: cannot create the corpus cache ({err.strerror}); set "
                         "SEQLAB_CACHE to a writable directory") from None
+    def say(msg: str) -> None:
+        if progress:
+            print(f"LibreOffice help corpus (built once, cached in {root}): {msg}",
+                  file=sys.stderr, flush=True)
+
+    if len(_find_debs(root / "debs")) < len(PACKAGES):
+        say(f"downloading {' and '.join(PACKAGES.values())} (apt-get download, ~5 MB)")
     debs = fetch_debs(root / "debs")
+    say("unpacking the two packages (dpkg -x)")
     trees = {lang: unpack_deb(deb, root / f"unpacked-{lang}")
              for lang, deb in debs.items()}
     en_dir = trees["en"] / HELP_ROOT / HELP_DIRS["en"] / "text"
@@ -366,7 +380,8 @@ def prepare_libreoffice_help(cache_dir: str | os.PathLike[str] | None = None) ->
     for d in (en_dir, fr_dir):
         if not d.is_dir():
             raise UserError(f"{d}: not found in the unpacked package; the package layout changed")
-    pairs, stats = align_help_trees(en_dir, fr_dir)
+    pairs, stats = align_help_trees(en_dir, fr_dir, progress=progress)
+    say(f"{len(pairs):,} English-French pairs")
     with atomic_path(tsv) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for en, fr, where in pairs:
             f.write(f"{en}\t{fr}\t{where}\n")

@@ -21,7 +21,7 @@ from seqlab.device import model_device
 from seqlab.errors import UserError
 from seqlab.text.batching import collate, make_batches
 from seqlab.text.metrics import score_corpus
-from seqlab.text.tokenizer import TokenizerPair
+from seqlab.text.tokenizer import TokenizerPair, vocabulary_note
 from seqlab.training import distributed
 from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
@@ -128,13 +128,13 @@ def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
     if corpus is None:
         corpus = load_run_corpus(data_cfg)
     if not resume:
-        echo(f"training the tokenizer ({data_cfg.vocab_size} subwords) on "
-             f"{len(corpus.train)} pairs")
         tok = dist.made_by_main(
             lambda: TokenizerPair.train_pair(corpus.train.src, corpus.train.tgt, out,
                                              vocab_size=data_cfg.vocab_size,
                                              shared=data_cfg.shared_vocab),
             lambda: TokenizerPair.load(out))
+        echo(f"tokenizer: {vocabulary_note(data_cfg.vocab_size, tok.tgt.vocab_size)}, "
+             f"trained on {len(corpus.train)} pairs")
         mcfg = replace(mcfg, src_vocab_size=tok.src.vocab_size,
                        tgt_vocab_size=tok.tgt.vocab_size, pad_id=tok.src.pad_id,
                        bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
