@@ -23,7 +23,7 @@ from seqlab.device import model_device, resolve_device
 from seqlab.text.batching import collate_src
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
-from seqlab.translate.model import Seq2Seq, default_max_new_tokens
+from seqlab.translate.model import default_max_new_tokens
 from seqlab.translate.run import load_run
 
 
@@ -34,7 +34,9 @@ class Translation:
     text: the detokenised output; src_tokens: source subwords (S,) as the model saw them (with
     "</s>" when the model appends EOS to sources); tgt_tokens: output subwords (T,);
     attention: (T, S) weights of each output token over the source (rows sum to 1), when asked;
-    score: the length-normalised log-probability; nbest: further (text, score) candidates.
+    score: the length-normalised log-probability; nbest: further (text, score) candidates;
+    layer_attention: Transformer only, when attention is asked: the cross-attention of every
+    decoder layer and head (layers, heads, T, S) (`attention` is the last layer's head mean).
     """
 
     text: str
@@ -43,10 +45,11 @@ class Translation:
     attention: np.ndarray | None = None
     score: float = 0.0
     nbest: list[tuple[str, float]] = field(default_factory=list)
+    layer_attention: np.ndarray | None = None
 
 
 @torch.no_grad()
-def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], *,
+def translate_batched(model: Any, tok: TokenizerPair, sentences: list[str], *,
                       num_beams: int = 5, max_new_tokens: int | None = None,
                       length_penalty: float = 1.0, return_attention: bool = False,
                       batch_size: int = 64, num_return_sequences: int = 1,
@@ -91,6 +94,8 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
                     att = best.attention
                     tr.attention = (att[:, :n_src].float().numpy() if att is not None
                                     else np.zeros((0, n_src), dtype=np.float32))
+                    if hasattr(model, "cross_attention"):
+                        tr.layer_attention = _layer_attention(model, sb, row, best.tokens)
                 results[idx] = tr
             return results
 
@@ -128,7 +133,17 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
         model.train(was_training)
 
 
-def translate_texts(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], *,
+def _layer_attention(model: Any, sb: Any, row: int, tokens: list[int]) -> np.ndarray:
+    """Per layer and head cross-attention (layers, heads, T, S) of one output (Transformer)."""
+    n = int(sb.src_lengths[row])
+    tgt_in = torch.tensor([[model.cfg.bos_id] + tokens], device=sb.src.device)   # (1, T)
+    w = model.cross_attention(sb.src[row:row + 1, :n], sb.src_lengths[row:row + 1],
+                              sb.src_mask[row:row + 1, :n], tgt_in)           # (1, L, h, T, S)
+    out: np.ndarray = w[0].float().cpu().numpy()
+    return out
+
+
+def translate_texts(model: Any, tok: TokenizerPair, sentences: list[str], *,
                     num_beams: int = 1, batch_size: int = 64, src_eos: bool = True) -> list[str]:
     """Plain strings out (used for dev BLEU during training)."""
     return [t.text for t in translate_batched(model, tok, sentences, num_beams=num_beams,
@@ -138,7 +153,7 @@ def translate_texts(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], *,
 class Translator:
     """A trained translator loaded from its run directory."""
 
-    def __init__(self, model: Seq2Seq, tok: TokenizerPair, config: dict[str, Any],
+    def __init__(self, model: Any, tok: TokenizerPair, config: dict[str, Any],
                  run_dir: Path | None = None):
         self.model = model.eval()
         self.tok = tok

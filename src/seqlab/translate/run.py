@@ -9,6 +9,9 @@ Run directory (format tag "seqlab-translator/2"):
     checkpoint.safetensors   the last state (seqlab.training.checkpoint)
     train_log.jsonl          one JSON record per log interval / evaluation
 
+config.json's "model" has `arch: "transformer"` for a Transformer (`TransformerConfig`); runs
+without it are LSTM translators (`Seq2SeqConfig`).
+
 Format "seqlab-translator/1" (before the config names followed torch's) had the same layout
 with model fields emb_dim, enc_hidden, enc_layers, dec_hidden; `upgrade_run_config` renames
 them, so such runs load, translate and resume unchanged (their config.json is not rewritten).
@@ -17,12 +20,20 @@ them, so such runs load, translate and resume unchanged (their config.json is no
 from __future__ import annotations
 
 from seqlab.text.run import RunFormat
-from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
+from seqlab.translate.transformer import build_model, model_config_from_dict
 
 FORMAT_V1 = "seqlab-translator/1"
 MODEL_RENAMES_V1 = {"emb_dim": "embedding_dim", "enc_hidden": "encoder_hidden_size",
                     "enc_layers": "num_encoder_layers", "dec_hidden": "decoder_hidden_size"}
-RUN_FORMAT = RunFormat("seqlab-translator/2", "translator", Seq2Seq, Seq2SeqConfig,
+
+
+class TranslatorConfig:
+    """config.json's "model" of either architecture (see `model_config_from_dict`)."""
+
+    from_dict = staticmethod(model_config_from_dict)
+
+
+RUN_FORMAT = RunFormat("seqlab-translator/2", "translator", build_model, TranslatorConfig,
                        ("src_vocab_size", "tgt_vocab_size"),
                        {FORMAT_V1: MODEL_RENAMES_V1})
 FORMAT = RUN_FORMAT.tag
