@@ -214,6 +214,15 @@ def _read_sentences(sentences: tuple[str, ...], input_file: str | None) -> list[
         raise UserError(f"{path}:{line}: not valid UTF-8") from None
 
 
+average_option = click.option(
+    "--average", type=click.IntRange(min=1), default=None, metavar="K",
+    help="Decode with the mean of the run's last K weight snapshots (--keep-checkpoints).")
+ensemble_option = click.option(
+    "--ensemble", multiple=True, type=click.Path(file_okay=False), metavar="RUN",
+    help="Decode with RUN_DIR and this run together, their log-probabilities averaged at each "
+         "step (repeatable; the runs must share the tokenizer).")
+
+
 def _plot_path(base: Path, i: int, n: int) -> Path:
     return base if n == 1 else base.with_name(f"{base.stem}-{i + 1}{base.suffix or '.png'}")
 
@@ -232,11 +241,16 @@ def _plot_path(base: Path, i: int, n: int) -> Path:
               help="Print this many candidates per sentence (tab-separated with scores).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--attention-plot", type=click.Path(dir_okay=False), default=None,
-              help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...).")
+              help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...; "
+                   "a Transformer also gets one per decoder layer with a map per head: "
+                   "FILE-layer1.png, ...).")
+@average_option
+@ensemble_option
 @device_option()
 def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_beams: int,
         length_penalty: float, max_new_tokens: int | None, n_best: int, batch_size: int,
-        attention_plot: str | None, device: str) -> None:
+        attention_plot: str | None, average: int | None, ensemble: tuple[str, ...],
+        device: str) -> None:
     """Translate sentences with a trained run: RUN_DIR "I am cold." ..."""
     from seqlab.translate.api import Translator
 
@@ -244,7 +258,7 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
     if num_beams < 1 or not 1 <= n_best <= num_beams:
         raise UserError(f"--num-beams must be >= 1 and --n-best in 1..num-beams, got "
                         f"{num_beams} and {n_best}")
-    tr = Translator.load(run_dir, device=device)
+    tr = Translator.load(run_dir, device=device, average=average, ensemble=ensemble)
     res = tr.translate(texts, num_beams=num_beams, max_new_tokens=max_new_tokens,
                        length_penalty=length_penalty, return_attention=True,
                        batch_size=batch_size, num_return_sequences=n_best)
@@ -269,6 +283,12 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
             plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
                            title=f"{s}  ->  {r.text}")
             click.echo(f"attention plot: {path}", err=True)
+            for layer, heads in enumerate(r.layer_attention if r.layer_attention is not None
+                                          else []):
+                lpath = path.with_name(f"{path.stem}-layer{layer + 1}{path.suffix or '.png'}")
+                plot_attention(heads, r.src_tokens, r.tgt_tokens, out_path=lpath,
+                               title=f"decoder layer {layer + 1}: {s}  ->  {r.text}")
+                click.echo(f"attention plot: {lpath}", err=True)
 
 
 @translate.command(name="eval")
@@ -282,16 +302,19 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N sentences.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@average_option
+@ensemble_option
 @device_option()
 def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
              num_beams: int, length_penalty: float, batch_size: int, limit: int | None,
-             as_json: bool, device: str) -> None:
+             as_json: bool, average: int | None, ensemble: tuple[str, ...],
+             device: str) -> None:
     """Score a run on a corpus split: sacreBLEU BLEU and chrF (with signatures)."""
     from seqlab.text.metrics import format_scores
     from seqlab.translate.api import Translator
     from seqlab.translate.corpora import load_corpus
 
-    tr = Translator.load(run_dir, device=device)
+    tr = Translator.load(run_dir, device=device, average=average, ensemble=ensemble)
     data = tr.config["data"]
     c = load_corpus(_corpus_arg(corpus) if corpus else data["corpus"], data["src_lang"],
                     data["tgt_lang"], data_dir=data_dir or data.get("data_dir"),
@@ -305,3 +328,17 @@ def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
     click.echo(f"{c.name} {split} ({scores['n_sentences']} sentences, {data['src_lang']}->"
                f"{data['tgt_lang']}, beam {num_beams})")
     click.echo(format_scores(scores))
+
+
+@translate.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--last", type=click.IntRange(min=1), required=True, metavar="K",
+              help="Average the last K weight snapshots (train with --keep-checkpoints K).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="New run directory for the averaged weights.")
+def average(run_dir: str, last: int, out_dir: str) -> None:
+    """Checkpoint averaging: write a run whose weights are the mean of RUN_DIR's last K."""
+    from seqlab.translate.run import average_run
+
+    out = average_run(run_dir, last, out_dir)
+    click.echo(f"averaged the last {last} snapshots of {run_dir} into {out}")

@@ -770,7 +770,7 @@ class MultiHeadAttention(Attention):
         the keys) (B, T_new, D) and append them to `cache` (None = empty):
         K, V (B, heads, S, d) -> (B, heads, S + T_new, d)."""
         new = self.precompute(keys, values)
-        if cache is None or cache.values is None:
+        if cache is None or cache.values is None or new.values is None:
             return new
         return AttentionCache(keys=torch.cat([cache.keys, new.keys], dim=2),
                               values=torch.cat([cache.values, new.values], dim=2),

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,13 @@ import torch
 
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.device import model_device, resolve_device
+from seqlab.errors import UserError
 from seqlab.text.batching import collate_src
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
+from seqlab.translate.ensemble import Ensemble
 from seqlab.translate.model import default_max_new_tokens
-from seqlab.translate.run import load_run
+from seqlab.translate.run import load_averaged, load_run
 
 
 @dataclass
@@ -164,13 +166,35 @@ class Translator:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best",
-             device: str | torch.device = "auto") -> Translator:
+             device: str | torch.device = "auto", *, average: int | None = None,
+             ensemble: Sequence[str | Path] = ()) -> Translator:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the
         last checkpoint ("last"), onto `device` ("auto": cuda, else mps, else cpu; a run
         trained on any device loads on any other). Anything missing, corrupt or mismatched ->
         one-line UserError.
+
+        average: use the mean of the run's last `average` weight snapshots instead.
+        ensemble: further run directories (either architecture, the same tokenizer) decoded
+        together with this one, their log-probabilities averaged at every step.
         """
-        model, tok, cfg = load_run(run_dir, checkpoint)
+        if average:
+            model, tok, cfg = load_averaged(run_dir, average)
+        else:
+            model, tok, cfg = load_run(run_dir, checkpoint)
+        if ensemble:
+            models = [model]
+            for other in ensemble:
+                m, t, c = load_run(other, checkpoint)
+                if t.fingerprint() != tok.fingerprint():
+                    raise UserError(f"{other}: its tokenizer differs from {run_dir}'s; an "
+                                    "ensemble needs runs trained with one tokenizer")
+                src_eos = (c.get("data", {}).get("src_eos", True),
+                           cfg.get("data", {}).get("src_eos", True))
+                if src_eos[0] != src_eos[1]:
+                    raise UserError(f"{other}: data.src_eos={src_eos[0]} differs from "
+                                    f"{run_dir}'s ({src_eos[1]})")
+                models.append(m)
+            model = Ensemble(models).eval()
         return cls(model.to(resolve_device(device)), tok, cfg, Path(run_dir))
 
     def translate(self, sentences: list[str] | str, num_beams: int = 5,
