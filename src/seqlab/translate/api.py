@@ -141,7 +141,8 @@ def _layer_attention(model: Any, sb: Any, row: int, tokens: list[int]) -> np.nda
     tgt_in = torch.tensor([[model.cfg.bos_id] + tokens], device=sb.src.device)   # (1, T)
     w = model.cross_attention(sb.src[row:row + 1, :n], sb.src_lengths[row:row + 1],
                               sb.src_mask[row:row + 1, :n], tgt_in)           # (1, L, h, T, S)
-    out: np.ndarray = w[0].float().cpu().numpy()
+    # row t predicts token t (the last row, EOS, is not drawn): (L, h, T, S)
+    out: np.ndarray = w[0, :, :, :len(tokens)].float().cpu().numpy()
     return out
 
 
