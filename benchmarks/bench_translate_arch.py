@@ -84,8 +84,9 @@ def train(args: argparse.Namespace) -> None:
         summary = train_translator(run, resume=True, overrides=overrides, **common)
     else:
         run.parent.mkdir(parents=True, exist_ok=True)
-        train_cfg = TrainConfig(**TRAIN[args.arch], keep_checkpoints=5, threads=1,
-                                cpu_budget_min=left, seed=args.seed)
+        train_cfg = TrainConfig(**{**TRAIN[args.arch], "eval_sentences": args.eval_sentences},
+                                keep_checkpoints=5, threads=1, cpu_budget_min=left,
+                                seed=args.seed)
         model = MODELS[args.arch]
         mcfg: Any = (TransformerConfig(**{k: v for k, v in model.items() if k != "arch"})
                      if args.arch == "transformer" else model)
@@ -159,6 +160,8 @@ def main() -> None:
     p.add_argument("--arch", choices=sorted(MODELS), default="lstm")
     p.add_argument("--cpu-minutes", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--eval-sentences", type=int, default=1014,
+                   help="dev sentences of the periodic BLEU (short runs: fewer)")
     p.add_argument("--eval-limit", type=int, default=None, help="smoke runs: fewer test pairs")
     p.add_argument("--work-dir", default=str(REPO / "runs" / "bench_translate_arch"))
     p.add_argument("--out", default=str(OUT))
