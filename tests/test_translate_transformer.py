@@ -213,6 +213,10 @@ def test_average_of_identical_snapshots_is_the_snapshot(runs, tmp_path):
     assert r.exit_code == 0, r.output
     r = invoke("translate", "run", str(out), "I see two cats .", "--max-new-tokens", "5")
     assert r.exit_code == 0, r.output
+    # --average at load time: the same translation as the averaged run directory
+    r2 = invoke("translate", "run", str(trans), "I see two cats .", "--max-new-tokens", "5",
+                "--average", "2")
+    assert r2.exit_code == 0 and r2.stdout == r.stdout, r2.output
     r = invoke("translate", "average", str(trans), "--last", "3", "-o", str(tmp_path / "x"))
     assert r.exit_code == 2 and "2 weight snapshots, 3 asked for" in r.output
 
