@@ -204,6 +204,37 @@ def joey_env(threads: int) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT raises KeyboardInterrupt again (Joey saves on it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def decode_speed(hyps: Sequence[str], seconds: float, tok: Any) -> dict[str, float]:
+    """Sentences/s, output subword tokens/s (the shared sentencepiece model, EOS not counted)
+    and the mean hypothesis length: per-sentence rates compare unequal work when one system
+    writes longer hypotheses."""
+    n_tok = sum(len(t) for t in tok.tgt.encode(list(hyps)))
+    return {"seconds": seconds, "sentences_per_s": len(hyps) / seconds,
+            "output_tokens_per_s": n_tok / seconds,
+            "mean_hypothesis_tokens": n_tok / max(1, len(hyps))}
+
+
+def seqlab_padded_target_tokens(src_lens: Sequence[int], tgt_lens: Sequence[int], steps: int,
+                                seed: int, batch_tokens: int = 4096) -> int:
+    """Padded target positions (B x max(T + 1)) of seqlab's first `steps` batches, replayed
+    with the training loop's batching (seqlab.text.batching.make_batches, per epoch)."""
+    from seqlab.text.batching import make_batches
+
+    total, epoch, left = 0, 0, steps
+    while left > 0:
+        for rows in make_batches(src_lens, tgt_lens, max_tokens=batch_tokens, seed=seed,
+                                 epoch=epoch)[:left]:
+            total += len(rows) * (max(tgt_lens[i] for i in rows) + 1)
+            left -= 1
+        epoch += 1
+    return total
+
+
 def run_joey_train(joey_python: str, cfg_path: Path, threads: int, budget_s: float,
                    log_path: Path, start_timeout_s: float = 900.0) -> dict[str, Any]:
     """Train Joey for `budget_s` seconds of wall clock after its first batch, then SIGINT it.
@@ -214,8 +245,12 @@ def run_joey_train(joey_python: str, cfg_path: Path, threads: int, budget_s: flo
     # torch takes its thread count from OMP_NUM_THREADS (see joey_env)
     cmd = [joey_python, "-m", "joeynmt", "train", str(cfg_path), "--skip-test"]
     t_launch = time.monotonic()
+    # default SIGINT handling in the child: launched in the background (`cmd &`), this process
+    # inherits SIGINT as ignored, and so would Joey, which then never sees the end-of-budget
+    # SIGINT (exec keeps ignored signals ignored)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            encoding="utf-8", errors="replace", env=joey_env(threads))
+                            encoding="utf-8", errors="replace", env=joey_env(threads),
+                            preexec_fn=_default_sigint)
     assert proc.stdout is not None
     started = threading.Event()
     state: dict[str, Any] = {"t_start": None, "windows": []}
@@ -483,6 +518,10 @@ def main() -> None:
         "steps": jstats["steps"], "train_target_tokens": jstats["total_tokens"],
         "tokens_per_s_windows_median": joey_rate,
         "tokens_per_s_overall": jstats["total_tokens"] / jrun["train_wall_s"],
+        "steps_per_s": jstats["steps"] / jrun["train_wall_s"],
+        "real_target_tokens_per_s": jstats["total_tokens"] / jrun["train_wall_s"],
+        # Joey's own (unbucketed) batches are not replayed here
+        "padded_target_tokens_per_s": None,
         "windows": jrun["windows"],
         "checkpoint_selection_dev500_bleu": choice, "evaluated_checkpoint": str(joey_ckpt),
     }
@@ -550,6 +589,11 @@ def main() -> None:
                 f"--threads {seqlab_threads} --max-epochs 1000000"),
             "tokens_per_s_windows_median": seqlab_rate,
             "tokens_per_s_overall": summary.get("train_tokens_per_s"),
+            "steps_per_s": summary["steps"] / summary["seconds"],
+            "real_target_tokens_per_s": summary.get("train_tokens_per_s"),
+            "padded_target_tokens_per_s": seqlab_padded_target_tokens(
+                [len(src_ids[i]) for i in keep], [len(tgt_ids[i]) for i in keep],
+                summary["steps"], args.seed) / summary["seconds"],
             "windows": [{"step": r["step"], "tokens_per_s": r["tokens_per_s"]} for r in log
                         if r.get("tokens_per_s")],
             "same_tokenizer_as_joey": scfg["tokenizer"]["src_sha256"] == tok.src.sha256,
@@ -593,6 +637,9 @@ def evaluate_and_write(args: argparse.Namespace, state: dict[str, Any], corpus: 
     refs = {"dev": corpus.dev.tgt, "test": corpus.test.tgt}
     srcs = {"dev": corpus.dev.src, "test": corpus.test.src}
     evals: dict[str, dict[str, Any]] = {"joey": {}, "seqlab": {}}
+    from seqlab.text.tokenizer import TokenizerPair
+
+    tok = TokenizerPair.load(Path(args.work_dir).resolve() / args.corpus / "shared")
     translator = None
     if "seqlab" in record:
         from seqlab.translate.api import Translator
@@ -604,16 +651,15 @@ def evaluate_and_write(args: argparse.Namespace, state: dict[str, Any], corpus: 
                         jwork / f"decode_{key}.json")
         job = r["jobs"][0]
         evals["joey"][key] = {**score_corpus(job["hyps"], refs[split], args.tgt),
-                              "seconds": job["seconds"],
-                              "sentences_per_s": job["n_sentences"] / job["seconds"],
+                              **decode_speed(job["hyps"], job["seconds"], tok),
                               "command": r["command"], "examples": job["hyps"][:3]}
         if translator is not None:
             torch.set_num_threads(seqlab_threads)
             t0 = time.perf_counter()
             hyps = translator.translate(list(srcs[split]), num_beams=beam, batch_size=64)
             sec = time.perf_counter() - t0
-            evals["seqlab"][key] = {**score_corpus(hyps, refs[split], args.tgt), "seconds": sec,
-                                    "sentences_per_s": len(hyps) / sec, "examples": hyps[:3]}
+            evals["seqlab"][key] = {**score_corpus(hyps, refs[split], args.tgt),
+                                    **decode_speed(hyps, sec, tok), "examples": hyps[:3]}
         line = f"{key}: Joey BLEU {evals['joey'][key]['bleu']:.2f} " \
                f"({evals['joey'][key]['sentences_per_s']:.0f} sent/s)"
         if translator is not None:
@@ -648,7 +694,7 @@ def build_rows(record: dict[str, Any], fpt: float, peak: dict[int, float], joey_
         return {"figure": name, "joey": jv, "seqlab": sv, "ratio": ratio, "fmt": fmt}
 
     def ev(sysrec: dict[str, Any] | None, key: str, what: str) -> float | None:
-        return None if sysrec is None else sysrec["eval"][key][what]
+        return None if sysrec is None else sysrec["eval"][key].get(what)
 
     jr, sr = j["tokens_per_s_windows_median"], s and s["tokens_per_s_windows_median"]
     rows = [
@@ -659,6 +705,9 @@ def build_rows(record: dict[str, Any], fpt: float, peak: dict[int, float], joey_
         row("share of matmul peak, own threads (%)", jr and 100 * jr * fpt / 1e9
             / peak[joey_threads], sr and 100 * sr * fpt / 1e9 / peak[seqlab_threads], ".1f"),
         row("training steps", j["steps"], s and s["train_summary"]["steps"], ".0f"),
+        row("train steps/s", j.get("steps_per_s"), s and s.get("steps_per_s"), ".2f"),
+        row("train padded target tokens/s", j.get("padded_target_tokens_per_s"),
+            s and s.get("padded_target_tokens_per_s"), ".0f"),
     ]
     for split in ("dev", "test"):
         for beam in (1, 5):
@@ -672,6 +721,12 @@ def build_rows(record: dict[str, Any], fpt: float, peak: dict[int, float], joey_
             name = f"{split} {'greedy' if beam == 1 else 'beam 5'}"
             rows.append(row(f"{name} sentences/s (batch 64)", ev(j, key, "sentences_per_s"),
                             ev(s, key, "sentences_per_s"), ".0f"))
+            rows.append(row(f"{name} output tokens/s (batch 64)",
+                            ev(j, key, "output_tokens_per_s"),
+                            ev(s, key, "output_tokens_per_s"), ".0f"))
+            rows.append(row(f"{name} mean hypothesis length (subwords)",
+                            ev(j, key, "mean_hypothesis_tokens"),
+                            ev(s, key, "mean_hypothesis_tokens"), ".1f"))
     return rows
 
 

@@ -27,6 +27,8 @@ from seqlab.cli.options import (
 from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
 
+ARCHS = ("lstm", "transformer")   # seqlab.translate.transformer.ARCHS (not imported: CLI startup)
+
 
 @click.group()
 def translate() -> None:
@@ -54,13 +56,24 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--data-dir", default=None, help="Where the named corpora live "
               "(default: $SEQLAB_DATA_DIR or ../shared/data).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@click.option("--arch", type=click.Choice(ARCHS), default="lstm", show_default=True,
+              help="lstm: bi-LSTM encoder + attention LSTM decoder; transformer: pre-norm "
+                   "Transformer (--d-model, --num-heads, --num-*-layers, --dim-feedforward).")
 @click.option("--attention", type=click.Choice(ATTENTION_KINDS), default="additive",
-              show_default=True)
+              show_default=True, help="lstm only.")
 @click.option("--embedding-dim", type=int, default=256, show_default=True,
               help="Source and target embedding size.")
 @click.option("--encoder-hidden-size", type=int, default=256, show_default=True,
               help="Encoder LSTM size per direction (the memory is twice as wide).")
-@click.option("--num-encoder-layers", type=int, default=1, show_default=True)
+@click.option("--num-encoder-layers", type=int, default=None,
+              help="[default: 1 lstm, 3 transformer]")
+@click.option("--num-decoder-layers", type=int, default=3, show_default=True,
+              help="transformer only.")
+@click.option("--d-model", type=int, default=256, show_default=True, help="transformer only.")
+@click.option("--dim-feedforward", type=int, default=1024, show_default=True,
+              help="transformer only.")
+@click.option("--positions", type=click.Choice(["sinusoidal", "learned"]), default="sinusoidal",
+              show_default=True, help="transformer only.")
 @click.option("--decoder-hidden-size", type=int, default=256, show_default=True,
               help="Decoder LSTM size.")
 @click.option("--attn-dim", type=int, default=None,
@@ -75,7 +88,7 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--bridge/--no-bridge", default=True, show_default=True,
               help="Initial decoder state from the encoder's final state (else zeros).")
 @click.option("--tie-embeddings", is_flag=True, help="Share target embeddings and output layer.")
-@click.option("--dropout", type=float, default=0.2, show_default=True)
+@click.option("--dropout", type=float, default=None, help="[default: 0.2 lstm, 0.1 transformer]")
 @click.option("--label-smoothing", type=float, default=0.1, show_default=True)
 @click.option("--vocab-size", type=int, default=8000, show_default=True)
 @click.option("--max-len", type=int, default=100, show_default=True,
@@ -94,6 +107,9 @@ def _corpus_arg(corpus: str) -> str:
               help="Dev sentences used for the periodic BLEU.")
 @click.option("--patience", type=int, default=8, show_default=True,
               help="Stop after N evaluations without a better dev BLEU.")
+@click.option("--keep-checkpoints", type=int, default=0, show_default=True,
+              help="Keep the weights of the last K evaluations (snapshots/) for "
+                   "`seqlab translate average`.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 @precision_option
@@ -102,19 +118,21 @@ def _corpus_arg(corpus: str) -> str:
 @quiet_option
 @click.pass_context
 def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir: str,
-          data_dir: str | None, resume: bool, attention: str, embedding_dim: int,
-          encoder_hidden_size: int, num_encoder_layers: int, decoder_hidden_size: int,
+          data_dir: str | None, resume: bool, arch: str, attention: str, embedding_dim: int,
+          encoder_hidden_size: int, num_encoder_layers: int | None, num_decoder_layers: int,
+          d_model: int, dim_feedforward: int, positions: str, decoder_hidden_size: int,
           attn_dim: int | None, num_heads: int, emb: int | None, hidden: int | None,
-          input_feeding: bool, bridge: bool, tie_embeddings: bool, dropout: float,
+          input_feeding: bool, bridge: bool, tie_embeddings: bool, dropout: float | None,
           label_smoothing: float, vocab_size: int, max_len: int, batch_tokens: int, lr: float,
           time_budget: float | None, max_steps: int | None, decay_steps: int | None,
           max_epochs: int, eval_every: int,
-          eval_sentences: int, patience: int, seed: int, threads: int | None,
+          eval_sentences: int, patience: int, keep_checkpoints: int, seed: int, threads: int | None,
           precision: str | None, device: str | None, skip_bad_lines: bool,
           quiet: bool) -> None:
     """Train a translator on a corpus (or continue one with --resume)."""
     from seqlab.translate.model import Seq2SeqConfig
     from seqlab.translate.train import DataConfig, TrainConfig, train_translator
+    from seqlab.translate.transformer import TransformerConfig
 
     echo = click.echo
     if resume:
@@ -131,24 +149,34 @@ def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir
         summary = train_translator(out_dir, resume=True, overrides=overrides,
                                    progress=not quiet, echo=echo)
     else:
-        model_cfg = Seq2SeqConfig(
-            embedding_dim=_old_flag(ctx, "emb", emb, ["embedding_dim"], embedding_dim),
-            encoder_hidden_size=_old_flag(ctx, "hidden", hidden,
-                                          ["encoder_hidden_size", "decoder_hidden_size"],
-                                          encoder_hidden_size),
-            num_encoder_layers=num_encoder_layers,
-            decoder_hidden_size=_old_flag(ctx, "hidden", hidden,
-                                          ["encoder_hidden_size", "decoder_hidden_size"],
-                                          decoder_hidden_size),
-            attention=attention, attn_dim=attn_dim,
-            num_heads=num_heads if attention == "multihead" else 1,
-            input_feeding=input_feeding, bridge=bridge, tie_embeddings=tie_embeddings,
-            dropout=dropout, label_smoothing=label_smoothing)
+        model_cfg: Seq2SeqConfig | TransformerConfig
+        if arch == "transformer":
+            model_cfg = TransformerConfig(
+                d_model=d_model, num_heads=num_heads,
+                num_encoder_layers=3 if num_encoder_layers is None else num_encoder_layers,
+                num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
+                positions=positions, dropout=0.1 if dropout is None else dropout,
+                label_smoothing=label_smoothing)
+        else:
+            model_cfg = Seq2SeqConfig(
+                embedding_dim=_old_flag(ctx, "emb", emb, ["embedding_dim"], embedding_dim),
+                encoder_hidden_size=_old_flag(ctx, "hidden", hidden,
+                                              ["encoder_hidden_size", "decoder_hidden_size"],
+                                              encoder_hidden_size),
+                num_encoder_layers=1 if num_encoder_layers is None else num_encoder_layers,
+                decoder_hidden_size=_old_flag(ctx, "hidden", hidden,
+                                              ["encoder_hidden_size", "decoder_hidden_size"],
+                                              decoder_hidden_size),
+                attention=attention, attn_dim=attn_dim,
+                num_heads=num_heads if attention == "multihead" else 1,
+                input_feeding=input_feeding, bridge=bridge, tie_embeddings=tie_embeddings,
+                dropout=0.2 if dropout is None else dropout, label_smoothing=label_smoothing)
         train_cfg = TrainConfig(batch_tokens=batch_tokens, lr=lr, max_steps=max_steps,
                                 decay_steps=decay_steps or 0,
                                 max_epochs=max_epochs, time_budget_min=time_budget,
                                 eval_every=eval_every, eval_sentences=eval_sentences,
-                                patience=patience, seed=seed, threads=threads,
+                                patience=patience, keep_checkpoints=keep_checkpoints, seed=seed,
+                                threads=threads,
                                 precision=precision or "fp32", device=device or "auto")
         data_cfg = DataConfig(corpus=_corpus_arg(corpus), src_lang=src_lang, tgt_lang=tgt_lang,
                               data_dir=data_dir, vocab_size=vocab_size, max_len=max_len,
@@ -194,6 +222,15 @@ def _read_sentences(sentences: tuple[str, ...], input_file: str | None) -> list[
         raise UserError(f"{path}:{line}: not valid UTF-8") from None
 
 
+average_option = click.option(
+    "--average", type=click.IntRange(min=1), default=None, metavar="K",
+    help="Decode with the mean of the run's last K weight snapshots (--keep-checkpoints).")
+ensemble_option = click.option(
+    "--ensemble", multiple=True, type=click.Path(file_okay=False), metavar="RUN",
+    help="Decode with RUN_DIR and this run together, their log-probabilities averaged at each "
+         "step (repeatable; the runs must share the tokenizer).")
+
+
 @translate.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("sentences", nargs=-1)
@@ -208,12 +245,17 @@ def _read_sentences(sentences: tuple[str, ...], input_file: str | None) -> list[
               help="Print this many candidates per sentence (tab-separated with scores).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--attention-plot", type=click.Path(dir_okay=False), default=None,
-              help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...).")
+              help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...; "
+                   "a Transformer also gets one per decoder layer with a map per head: "
+                   "FILE-layer1.png, ...).")
+@average_option
+@ensemble_option
 @device_option()
 @backend_option
 def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_beams: int,
         length_penalty: float, max_new_tokens: int | None, n_best: int, batch_size: int,
-        attention_plot: str | None, device: str, backend: str) -> None:
+        attention_plot: str | None, average: int | None, ensemble: tuple[str, ...],
+        device: str, backend: str) -> None:
     """Translate sentences with a trained run: RUN_DIR "I am cold." ..."""
     from seqlab.translate.api import Translator
 
@@ -221,7 +263,8 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
     if num_beams < 1 or not 1 <= n_best <= num_beams:
         raise UserError(f"--num-beams must be >= 1 and --n-best in 1..num-beams, got "
                         f"{num_beams} and {n_best}")
-    tr = Translator.load(run_dir, device=device, backend=backend)
+    tr = Translator.load(run_dir, device=device, backend=backend, average=average,
+                         ensemble=ensemble)
     res = tr.translate(texts, num_beams=num_beams, max_new_tokens=max_new_tokens,
                        length_penalty=length_penalty, return_attention=True,
                        batch_size=batch_size, num_return_sequences=n_best)
@@ -246,6 +289,12 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
             plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
                            title=f"{s}  ->  {r.text}")
             click.echo(f"attention plot: {path}", err=True)
+            for layer, heads in enumerate(r.layer_attention if r.layer_attention is not None
+                                          else []):
+                lpath = path.with_name(f"{path.stem}-layer{layer + 1}{path.suffix or '.png'}")
+                plot_attention(heads, r.src_tokens, r.tgt_tokens, out_path=lpath,
+                               title=f"decoder layer {layer + 1}: {s}  ->  {r.text}")
+                click.echo(f"attention plot: {lpath}", err=True)
 
 
 @translate.command(name="eval")
@@ -259,17 +308,21 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N sentences.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@average_option
+@ensemble_option
 @device_option()
 @backend_option
 def eval_cmd(run_dir: str, corpus: str | None, split: str, data_dir: str | None,
              num_beams: int, length_penalty: float, batch_size: int, limit: int | None,
-             as_json: bool, device: str, backend: str) -> None:
+             as_json: bool, average: int | None, ensemble: tuple[str, ...],
+             device: str, backend: str) -> None:
     """Score a run on a corpus split: sacreBLEU BLEU and chrF (with signatures)."""
     from seqlab.text.metrics import format_scores
     from seqlab.translate.api import Translator
     from seqlab.translate.corpora import load_corpus
 
-    tr = Translator.load(run_dir, device=device, backend=backend)
+    tr = Translator.load(run_dir, device=device, backend=backend, average=average,
+                         ensemble=ensemble)
     data = tr.config["data"]
     c = load_corpus(_corpus_arg(corpus) if corpus else data["corpus"], data["src_lang"],
                     data["tgt_lang"], data_dir=data_dir or data.get("data_dir"),
@@ -296,3 +349,17 @@ def export(run_dir: str, checkpoint: str) -> None:
 
     out = export_translator(run_dir, checkpoint=checkpoint)
     click.echo(f"ONNX export: {out}")
+
+
+@translate.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--last", type=click.IntRange(min=1), required=True, metavar="K",
+              help="Average the last K weight snapshots (train with --keep-checkpoints K).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="New run directory for the averaged weights.")
+def average(run_dir: str, last: int, out_dir: str) -> None:
+    """Checkpoint averaging: write a run whose weights are the mean of RUN_DIR's last K."""
+    from seqlab.translate.run import average_run
+
+    out = average_run(run_dir, last, out_dir)
+    click.echo(f"averaged the last {last} snapshots of {run_dir} into {out}")

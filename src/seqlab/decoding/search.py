@@ -514,3 +514,16 @@ def beam_search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, e
             hyps = [Hypothesis([], 0.0, 0.0, None)]
         result.hypotheses.append(hyps[:num_return_sequences])
     return result
+
+
+def search(decoder: StepDecoder, memory: Any, state: Any, *, bos_id: int, eos_id: int,
+           max_len: int | Tensor | list[int], num_beams: int = 5, length_penalty: float = 1.0,
+           num_return_sequences: int = 1, return_attention: bool = False) -> SearchResult:
+    """Greedy search for one beam and one sequence (the same result, faster), else beam search."""
+    if num_beams == 1 and num_return_sequences == 1:
+        return greedy_search(decoder, memory, state, bos_id=bos_id, eos_id=eos_id,
+                             max_len=max_len, return_attention=return_attention)
+    return beam_search(decoder, memory, state, bos_id=bos_id, eos_id=eos_id, max_len=max_len,
+                       num_beams=num_beams, length_penalty=length_penalty,
+                       num_return_sequences=num_return_sequences,
+                       return_attention=return_attention)

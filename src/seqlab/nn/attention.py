@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -725,21 +725,56 @@ class MultiHeadAttention(Attention):
             cache = self.precompute(keys, values)
         else:
             cache = self._get_cache(keys, values, cache)
-        V = cache.values
-        if V is None:
+        if cache.values is None:
             raise ValueError("cache: has no value projections; build it with precompute()")
         if cache.values_from_keys and not _same_tensor(values, keys):
-            V = self._split_heads(self._proj(values, 2))  # values differ from the cached ones
-        B, Tq, _ = q.shape
-        Q = self._split_heads(self._proj(q, 0) * (1.0 / math.sqrt(self.head_dim)))  # (B,h,Tq,d)
-        scores = torch.matmul(Q, cache.keys.transpose(-2, -1))  # (B, h, Tq, S)
-        head_weights = masked_softmax(scores, None if mask3 is None else mask3.unsqueeze(1))
-        heads = torch.matmul(head_weights, V)  # (B, h, Tq, d)
-        context = self.out_proj(heads.transpose(1, 2).reshape(B, Tq, self.attn_dim))
-        weights = head_weights if return_head_weights else head_weights.mean(dim=1)
+            # values differ from the cached ones
+            cache = replace(cache, values=self._split_heads(self._proj(values, 2)))
+        context, weights = self.attend(q, cache, mask3, return_head_weights)
         if step:
             return context.squeeze(1), weights.squeeze(-2)
         return context, weights
+
+    def attend(
+        self,
+        query: Tensor,
+        cache: AttentionCache,
+        mask: Tensor | None = None,
+        return_head_weights: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """`forward` on projected keys/values only, without argument checks (the caller built
+        `cache` with `precompute` / `extend_cache`): what a Transformer layer calls per step.
+
+        Args:
+            query: (B, Tq, Dq).
+            cache: K, V (B, heads, S, d).
+            mask: bool, broadcastable to (B, Tq, S) ((B, 1, S) or (B, Tq, S)), True = real.
+
+        Returns:
+            context (B, Tq, A); weights (B, Tq, S), or (B, heads, Tq, S) per head on request.
+        """
+        V = cache.values
+        assert V is not None
+        B, Tq, _ = query.shape
+        Q = self._split_heads(self._proj(query, 0) * (1.0 / math.sqrt(self.head_dim)))  # (B,h,Tq,d)
+        scores = torch.matmul(Q, cache.keys.transpose(-2, -1))  # (B, h, Tq, S)
+        head_weights = masked_softmax(scores, None if mask is None else mask.unsqueeze(1))
+        heads = torch.matmul(head_weights, V)  # (B, h, Tq, d)
+        context = self.out_proj(heads.transpose(1, 2).reshape(B, Tq, self.attn_dim))
+        weights = head_weights if return_head_weights else head_weights.mean(dim=1)
+        return context, weights
+
+    def extend_cache(self, cache: AttentionCache | None, keys: Tensor,
+                     values: Tensor | None = None) -> AttentionCache:
+        """Self-attention while decoding: project the new positions' keys (and values; None =
+        the keys) (B, T_new, D) and append them to `cache` (None = empty):
+        K, V (B, heads, S, d) -> (B, heads, S + T_new, d)."""
+        new = self.precompute(keys, values)
+        if cache is None or cache.values is None or new.values is None:
+            return new
+        return AttentionCache(keys=torch.cat([cache.keys, new.keys], dim=2),
+                              values=torch.cat([cache.values, new.values], dim=2),
+                              values_from_keys=new.values_from_keys)
 
     def extra_repr(self) -> str:
         return (

@@ -4,6 +4,7 @@ and loading a trained run (config, tokenizer, weights)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ class RunFormat:
 
     tag: str
     what: str
-    model_cls: type[torch.nn.Module]
-    config_cls: type[Any]   # a dataclass with a `from_dict` classmethod
+    model_cls: Callable[[Any], torch.nn.Module]   # a model class, or a function of the config
+    config_cls: Any   # a dataclass with a `from_dict` classmethod (or anything with from_dict)
     vocab_fields: tuple[str, str]
     renames: dict[str, dict[str, str]] = field(default_factory=dict)
 

@@ -7,6 +7,8 @@ A run directory holds
                              ("optim.*"), RNG tensors ("rng.*"); the rest (optimizer param
                              groups, schedule, progress, python/numpy RNG) as JSON metadata
     train_log.jsonl          one JSON record per log interval / evaluation
+    snapshots/step-N.safetensors   with keep_checkpoints=K: the weights at the last K
+                             evaluations (for checkpoint averaging, `average_snapshots`)
 
 No pickle: every tensor goes to safetensors, everything else to JSON.
 """
@@ -28,6 +30,7 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 LOG_FILE = "train_log.jsonl"
+SNAPSHOT_DIR = "snapshots"
 
 
 # ---- model weights ------------------------------------------------------------------------
@@ -218,3 +221,53 @@ def checkpoint_progress(out: Path) -> dict[str, Any] | None:
         return dict(json.loads(meta["state"])["progress"])
     except (KeyError, ValueError, TypeError, OSError) as err:
         raise UserError(f"{path}: corrupt checkpoint ({err!r})") from None
+
+
+# ---- snapshots and checkpoint averaging ---------------------------------------------------
+
+
+def snapshot_paths(run_dir: str | Path) -> list[Path]:
+    """The run's weight snapshots, oldest first (by step)."""
+    d = Path(run_dir) / SNAPSHOT_DIR
+    if not d.is_dir():
+        return []
+    found = []
+    for p in d.glob("step-*.safetensors"):
+        step = p.name[len("step-"):-len(".safetensors")]
+        if step.isdigit():
+            found.append((int(step), p))
+    return [p for _, p in sorted(found)]
+
+
+def save_snapshot(run_dir: Path, model: torch.nn.Module, step: int, keep: int, fmt: str) -> None:
+    """Write the weights at `step` to snapshots/step-N.safetensors; keep only the last `keep`."""
+    from seqlab.io import save_safetensors_atomic
+
+    d = run_dir / SNAPSHOT_DIR
+    d.mkdir(exist_ok=True)
+    save_safetensors_atomic(model_tensors(model), d / f"step-{step:08d}.safetensors",
+                            metadata={"format": fmt, "step": str(step)})
+    for old in snapshot_paths(run_dir)[:-keep]:
+        old.unlink()
+
+
+def average_snapshots(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the weights in `paths` (same names and shapes), summed in
+    float64 and returned in each tensor's own dtype; integer tensors come from the last."""
+    if not paths:
+        raise UserError("no weights to average")
+    total: dict[str, torch.Tensor] = {}
+    last: dict[str, torch.Tensor] = {}
+    for i, path in enumerate(paths):
+        tensors, _ = load_safetensors(path)
+        if i and set(tensors) != set(last):
+            raise UserError(f"{path}: tensor names differ from {paths[0]}")
+        for name, t in tensors.items():
+            if t.is_floating_point():
+                if name in total and total[name].shape != t.shape:
+                    raise UserError(f"{path}: {name} has shape {tuple(t.shape)}, expected "
+                                    f"{tuple(total[name].shape)}")
+                total[name] = total.get(name, 0) + t.double()
+        last = tensors
+    return {name: (total[name] / len(paths)).to(t.dtype) if name in total else t
+            for name, t in last.items()}

@@ -81,6 +81,7 @@ from seqlab.training.checkpoint import (
     model_tensors,
     optimizer_tensors,
     rng_state,
+    save_snapshot,
     set_rng_state,
 )
 from seqlab.training.distributed import DistContext, rank_seed
@@ -100,11 +101,13 @@ class TrainConfig:
     decay_steps: int = 0               # with max_steps: the last N steps anneal lr linearly
     max_epochs: int = 100
     time_budget_min: float | None = None
+    cpu_budget_min: float | None = None   # stop after this much CPU time of this process
     eval_every: int = 500
     eval_per_epoch: bool = False       # evaluate at each epoch's end instead of every eval_every
     eval_sentences: int = 500
     eval_batch_size: int = 128
     patience: int = 8
+    keep_checkpoints: int = 0          # keep the weights of the last K evaluations (snapshots/)
     log_every: int = 50
     seed: int = 1234
     threads: int | None = None
@@ -118,6 +121,8 @@ class TrainConfig:
             raise UserError(f"precision={self.precision!r}: expected one of auto, "
                             f"{', '.join(PRECISIONS)}")
         check_device_spec(self.device)
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise UserError(f"keep_checkpoints={self.keep_checkpoints!r}: expected a count >= 0")
         if self.decay_steps < 0 or (self.decay_steps and self.max_steps is None):
             raise UserError(f"decay_steps={self.decay_steps}: expected a count >= 0, "
                             "given together with max_steps (the decay ends there)")
@@ -396,6 +401,8 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         else:
             echo(msg)
         stop = "early_stopping" if prog.evals_since_best >= train_cfg.patience else None
+        if train_cfg.keep_checkpoints:
+            save_snapshot(out, model, prog.step, train_cfg.keep_checkpoints, fmt)
         save_checkpoint()
         win_t0 += time.perf_counter() - t_eval   # evaluation time is not training time
         return stop
@@ -404,6 +411,10 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
 
     t_start = time.perf_counter()
     budget_s = train_cfg.time_budget_min * 60 if train_cfg.time_budget_min else None
+    # CPU time (all threads of this process, evaluation included), so runs sharing a machine
+    # get equal work; each session counts its own (a resumed run gets the budget again)
+    cpu_budget_s = train_cfg.cpu_budget_min * 60 if train_cfg.cpu_budget_min else None
+    cpu_t0 = time.process_time()
     total_units = 0
     win_units, win_tokens, win_loss, win_t0 = 0, 0, 0.0, time.perf_counter()
     last_eval_step = prog.step if resume else -1
@@ -426,6 +437,9 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
             if budget_s is not None and dist.agree(   # rank 0's clock decides
                     prog.train_seconds + time.perf_counter() - t_start >= budget_s):
                 stop = "time_budget"
+                break
+            if cpu_budget_s is not None and time.process_time() - cpu_t0 >= cpu_budget_s:
+                stop = "cpu_budget"
                 break
             batch = epoch_batches[prog.batch_pos]
             model.train()

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,14 @@ import torch
 
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.device import model_device, resolve_device
+from seqlab.errors import UserError
 from seqlab.export.common import check_backend
 from seqlab.text.batching import collate_src
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
-from seqlab.translate.model import Seq2Seq, default_max_new_tokens
-from seqlab.translate.run import load_run
+from seqlab.translate.ensemble import Ensemble
+from seqlab.translate.model import default_max_new_tokens
+from seqlab.translate.run import load_averaged, load_run
 
 
 @dataclass
@@ -35,7 +37,9 @@ class Translation:
     text: the detokenised output; src_tokens: source subwords (S,) as the model saw them (with
     "</s>" when the model appends EOS to sources); tgt_tokens: output subwords (T,);
     attention: (T, S) weights of each output token over the source (rows sum to 1), when asked;
-    score: the length-normalised log-probability; nbest: further (text, score) candidates.
+    score: the length-normalised log-probability; nbest: further (text, score) candidates;
+    layer_attention: Transformer only, when attention is asked: the cross-attention of every
+    decoder layer and head (layers, heads, T, S) (`attention` is the last layer's head mean).
     """
 
     text: str
@@ -44,10 +48,11 @@ class Translation:
     attention: np.ndarray | None = None
     score: float = 0.0
     nbest: list[tuple[str, float]] = field(default_factory=list)
+    layer_attention: np.ndarray | None = None
 
 
 @torch.no_grad()
-def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], *,
+def translate_batched(model: Any, tok: TokenizerPair, sentences: list[str], *,
                       num_beams: int = 5, max_new_tokens: int | None = None,
                       length_penalty: float = 1.0, return_attention: bool = False,
                       batch_size: int = 64, num_return_sequences: int = 1,
@@ -92,6 +97,8 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
                     att = best.attention
                     tr.attention = (att[:, :n_src].float().numpy() if att is not None
                                     else np.zeros((0, n_src), dtype=np.float32))
+                    if hasattr(model, "cross_attention"):
+                        tr.layer_attention = _layer_attention(model, sb, row, best.tokens)
                 results[idx] = tr
             return results
 
@@ -129,7 +136,18 @@ def translate_batched(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], 
         model.train(was_training)
 
 
-def translate_texts(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], *,
+def _layer_attention(model: Any, sb: Any, row: int, tokens: list[int]) -> np.ndarray:
+    """Per layer and head cross-attention (layers, heads, T, S) of one output (Transformer)."""
+    n = int(sb.src_lengths[row])
+    tgt_in = torch.tensor([[model.cfg.bos_id] + tokens], device=sb.src.device)   # (1, T)
+    w = model.cross_attention(sb.src[row:row + 1, :n], sb.src_lengths[row:row + 1],
+                              sb.src_mask[row:row + 1, :n], tgt_in)           # (1, L, h, T, S)
+    # row t predicts token t (the last row, EOS, is not drawn): (L, h, T, S)
+    out: np.ndarray = w[0, :, :, :len(tokens)].float().cpu().numpy()
+    return out
+
+
+def translate_texts(model: Any, tok: TokenizerPair, sentences: list[str], *,
                     num_beams: int = 1, batch_size: int = 64, src_eos: bool = True) -> list[str]:
     """Plain strings out (used for dev BLEU during training)."""
     return [t.text for t in translate_batched(model, tok, sentences, num_beams=num_beams,
@@ -139,7 +157,7 @@ def translate_texts(model: Seq2Seq, tok: TokenizerPair, sentences: list[str], *,
 class Translator:
     """A trained translator loaded from its run directory."""
 
-    def __init__(self, model: Seq2Seq, tok: TokenizerPair, config: dict[str, Any],
+    def __init__(self, model: Any, tok: TokenizerPair, config: dict[str, Any],
                  run_dir: Path | None = None):
         self.model = model.eval()
         self.tok = tok
@@ -151,20 +169,46 @@ class Translator:
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best",
              device: str | torch.device = "auto", backend: str = "torch",
-             threads: int | None = None) -> Translator:
+             threads: int | None = None, *, average: int | None = None,
+             ensemble: Sequence[str | Path] = ()) -> Translator:
         """Load `run_dir`: config.json, tokenizer/, model.safetensors ("best") or the
         last checkpoint ("last"), onto `device` ("auto": cuda, else mps, else cpu; a run
         trained on any device loads on any other). Anything missing, corrupt or mismatched ->
         one-line UserError. backend="onnx": run the graphs `seqlab translate export` wrote to
         run_dir/onnx/ with onnxruntime on the CPU (`threads` intra-op threads; None: its
         default) through the same search.
+
+        average: use the mean of the run's last `average` weight snapshots instead.
+        ensemble: further run directories (either architecture, the same tokenizer) decoded
+        together with this one, their log-probabilities averaged at every step.
         """
-        model, tok, cfg = load_run(run_dir, checkpoint)
         if check_backend(backend) == "onnx":
+            if average or ensemble:
+                raise UserError("--backend onnx: runs one exported model; drop --average and "
+                                "--ensemble (or export an averaged run)")
             from seqlab.translate.onnx_backend import OnnxSeq2Seq
 
+            model, tok, cfg = load_run(run_dir, checkpoint)
             onnx_model: Any = OnnxSeq2Seq.load(Path(run_dir), model.cfg, checkpoint, threads)
             return cls(onnx_model, tok, cfg, Path(run_dir))
+        if average:
+            model, tok, cfg = load_averaged(run_dir, average)
+        else:
+            model, tok, cfg = load_run(run_dir, checkpoint)
+        if ensemble:
+            models = [model]
+            for other in ensemble:
+                m, t, c = load_run(other, checkpoint)
+                if t.fingerprint() != tok.fingerprint():
+                    raise UserError(f"{other}: its tokenizer differs from {run_dir}'s; an "
+                                    "ensemble needs runs trained with one tokenizer")
+                src_eos = (c.get("data", {}).get("src_eos", True),
+                           cfg.get("data", {}).get("src_eos", True))
+                if src_eos[0] != src_eos[1]:
+                    raise UserError(f"{other}: data.src_eos={src_eos[0]} differs from "
+                                    f"{run_dir}'s ({src_eos[1]})")
+                models.append(m)
+            model = Ensemble(models).eval()
         return cls(model.to(resolve_device(device)), tok, cfg, Path(run_dir))
 
     def translate(self, sentences: list[str] | str, num_beams: int = 5,

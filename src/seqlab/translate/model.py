@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from seqlab.decoding.search import SearchResult, beam_search, greedy_search
+from seqlab.decoding.search import SearchResult, search
 from seqlab.nn.decoder import AttentionDecoder, DecoderConfig, DecoderState, Memory
 from seqlab.nn.lstm import LSTM
 from seqlab.text.config import (
@@ -194,10 +194,7 @@ class Seq2Seq(nn.Module):
         if max_new_tokens is None:
             max_new_tokens = default_max_new_tokens(src_lengths)
         memory, state = self.encode(src, src_lengths, src_mask)
-        common: dict[str, Any] = dict(bos_id=self.cfg.bos_id, eos_id=self.cfg.eos_id,
-                                      max_len=max_new_tokens, return_attention=return_attention)
-        if num_beams == 1 and num_return_sequences == 1:
-            return greedy_search(self.decoder, memory, state, **common)
-        return beam_search(self.decoder, memory, state, num_beams=num_beams,
-                           length_penalty=length_penalty,
-                           num_return_sequences=num_return_sequences, **common)
+        return search(self.decoder, memory, state, bos_id=self.cfg.bos_id,
+                      eos_id=self.cfg.eos_id, max_len=max_new_tokens, num_beams=num_beams,
+                      length_penalty=length_penalty, num_return_sequences=num_return_sequences,
+                      return_attention=return_attention)

@@ -27,8 +27,11 @@ from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everythi
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 from seqlab.translate.api import translate_texts
 from seqlab.translate.corpora import load_corpus
-from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
+from seqlab.translate.model import Seq2SeqConfig
 from seqlab.translate.run import FORMAT, read_run_config
+from seqlab.translate.transformer import TransformerConfig, build_model, model_config_from_dict
+
+ModelConfig = Seq2SeqConfig | TransformerConfig
 
 __all__ = ["DataConfig", "EncodedData", "TrainConfig", "load_run_corpus", "train_translator"]
 
@@ -86,15 +89,16 @@ def load_run_corpus(data_cfg: DataConfig) -> Any:
 
 
 def train_translator(out_dir: str | Path,
-                     model_cfg: Seq2SeqConfig | dict[str, Any] | None = None,
+                     model_cfg: ModelConfig | dict[str, Any] | None = None,
                      train_cfg: TrainConfig | None = None, data_cfg: DataConfig | None = None,
                      *, resume: bool = False, overrides: dict[str, Any] | None = None,
                      progress: bool = True, corpus: Any = None,
                      echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or, with resume=True, continue) a translator in `out_dir`.
 
-    model_cfg: the model (a Seq2SeqConfig or a dict of its fields; the vocabulary sizes and
-    special ids are set from the tokenizer).
+    model_cfg: the model (a Seq2SeqConfig, a TransformerConfig, or a dict of either's fields
+    with "arch"; the vocabulary sizes and special ids are set from the tokenizer, and a
+    Transformer shares its source and target embeddings only with a shared tokenizer).
     overrides (resume only): training fields to change when continuing (max_steps,
     time_budget_min, ...). corpus: an already loaded Corpus (skips `load_corpus`).
     Returns a summary: steps, epochs, best dev BLEU, tokens/s, why it stopped.
@@ -106,13 +110,13 @@ def train_translator(out_dir: str | Path,
         data_cfg = DataConfig(**{k: v for k, v in cfg["data"].items()
                                  if k in {f.name for f in fields(DataConfig)}})
         train_cfg = TrainConfig.from_dict({**cfg["train"], **(overrides or {})})
-        mcfg = Seq2SeqConfig.from_dict(cfg["model"])
+        mcfg = model_config_from_dict(cfg["model"])
         tok = TokenizerPair.load_checked(out, cfg["tokenizer"], str(out / CONFIG_FILE))
     else:
         data_cfg = data_cfg or DataConfig()
         train_cfg = train_cfg or TrainConfig()
         # checked (in __post_init__) before any data is read or tokenizer trained
-        mcfg = (Seq2SeqConfig.from_dict(model_cfg) if isinstance(model_cfg, dict)
+        mcfg = (model_config_from_dict(model_cfg) if isinstance(model_cfg, dict)
                 else model_cfg or Seq2SeqConfig())
     check_run_dir(out, resume)
     # under torchrun: one of several processes (seqlab.training.distributed)
@@ -121,7 +125,7 @@ def train_translator(out_dir: str | Path,
                       dist.echo(echo), dist)
 
 
-def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
+def _train(out: Path, resume: bool, mcfg: ModelConfig, train_cfg: TrainConfig,
            data_cfg: DataConfig, tok: TokenizerPair | None, corpus: Any, progress: bool,
            echo: Callable[[str], None], dist: distributed.DistContext) -> dict[str, Any]:
     seed_everything(train_cfg.seed)
@@ -138,6 +142,8 @@ def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
         mcfg = replace(mcfg, src_vocab_size=tok.src.vocab_size,
                        tgt_vocab_size=tok.tgt.vocab_size, pad_id=tok.src.pad_id,
                        bos_id=tok.tgt.bos_id, eos_id=tok.tgt.eos_id)
+        if isinstance(mcfg, TransformerConfig) and not tok.shared:
+            mcfg = replace(mcfg, share_embeddings=False)
     assert tok is not None
     data = _encode_data(data_cfg, tok, corpus, train_cfg.eval_sentences)
     if not data.src_ids:
@@ -148,7 +154,7 @@ def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
     row_cost = [max(s, t + 1) for s, t in zip(src_lens, tgt_lens, strict=True)]  # padded tokens
 
     torch.manual_seed(train_cfg.seed)
-    model = Seq2Seq(mcfg)
+    model = build_model(mcfg)
     run_config = None
     if not resume:
         run_config = {"format": FORMAT, "model": mcfg.to_dict(), "train": asdict(train_cfg),
@@ -161,12 +167,12 @@ def _train(out: Path, resume: bool, mcfg: Seq2SeqConfig, train_cfg: TrainConfig,
         return make_batches(src_lens, tgt_lens, max_tokens=train_cfg.batch_tokens,
                             batch_size=train_cfg.batch_size, seed=train_cfg.seed, epoch=epoch)
 
-    def loss(m: Seq2Seq, rows: list[int]) -> tuple[torch.Tensor, int]:
+    def loss(m: Any, rows: list[int]) -> tuple[torch.Tensor, int]:
         b = collate(data.src_ids, data.tgt_ids, rows, pad_id=mcfg.pad_id, bos_id=mcfg.bos_id,
                     eos_id=mcfg.eos_id, src_eos=data_cfg.src_eos).to(model_device(m))
         return m.loss(b.src, b.src_lengths, b.src_mask, b.tgt_in, b.tgt_out)
 
-    def evaluate(m: Seq2Seq) -> float:
+    def evaluate(m: Any) -> float:
         hyps = translate_texts(m, tok, data.dev_src, num_beams=1,
                                batch_size=train_cfg.eval_batch_size, src_eos=data_cfg.src_eos)
         return float(score_corpus(hyps, data.dev_ref, data_cfg.tgt_lang)["bleu"])
