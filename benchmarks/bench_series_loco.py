@@ -33,7 +33,6 @@ the cache, listing what is missing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -243,7 +242,7 @@ def main() -> None:
         # Seed-major, so that whole seeds finish first; the cheap config before the costly one.
         for seed in seeds:
             for config in configs:
-                for cat, ss in by_cat.items():
+                for ss in by_cat.values():
                     for s in ss:
                         key = f"{s.name}|{seed}|{config}"
                         if key in cache:
@@ -275,7 +274,7 @@ def main() -> None:
               f"{row['heldout_f1_std']:.3f}  NAB {row['heldout_nab_standard_mean']:.1f} +- "
               f"{row['heldout_nab_standard_std']:.1f}  ({row['seeds']} seeds: "
               f"{', '.join(r['selected'] for r in row['rows'])})")
-    print(f"wrote {args.out}; missing runs: {summary and {k: v for k, v in missing.items() if v}}")
+    print(f"wrote {args.out}; missing runs: {({k: v for k, v in missing.items() if v}) or 'none'}")
 
 
 if __name__ == "__main__":
