@@ -3,6 +3,7 @@
     seqlab series fit data.csv --columns a,b --window 64 --out RUN [--epochs 20 ...]
     seqlab series score RUN new.csv -o scores.csv --events events.csv --plot anomalies.png
     seqlab series embed RUN data.csv -o embeddings.csv [--plot embeddings.png]
+    tail -f feed.csv | seqlab series watch RUN - --events-out alarms.csv [--refit-every N]
 
 Every file is written atomically (seqlab.io); bad input is one line on stderr and exit code 2,
 with nothing written.
@@ -326,5 +327,10 @@ def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path
     click.echo(f"{len(Z)} windows x {Z.shape[1]} features; wrote {output}"
                + (f", {plot_path}" if plot_path else ""))
 
+
+# `series watch` lives in its own module (streaming input).
+from seqlab.cli.series_watch import watch_cmd  # noqa: E402
+
+series.add_command(watch_cmd)
 
 __all__ = ["series"]
