@@ -239,9 +239,9 @@ def main() -> None:
     cache_path = Path(args.cache)
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     if not args.summary_only:
-        # Seed-major, so that whole seeds finish first; the cheap config before the costly one.
-        for seed in seeds:
-            for config in configs:
+        # The cheap config first (all seeds), then the costly one; whole seeds in turn.
+        for config in configs:
+            for seed in seeds:
                 for ss in by_cat.values():
                     for s in ss:
                         key = f"{s.name}|{seed}|{config}"
