@@ -118,6 +118,7 @@ def _stream_csv(x: np.ndarray, bad_line: int | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
+@pytest.mark.slow   # a real process: python and torch start-up
 def test_watch_stdin_subprocess_with_bad_row(fitted, tmp_path):
     est, x, run = fitted
     out = tmp_path / "events.csv"
@@ -136,6 +137,7 @@ def test_watch_stdin_subprocess_with_bad_row(fitted, tmp_path):
     assert ((ev["start_index"] <= BUMP.start + 16) & (ev["start_index"] >= BUMP.start - 16)).any()
 
 
+@pytest.mark.slow   # a real process that waits out its idle timeout
 def test_watch_follows_a_growing_file(fitted, tmp_path):
     est, x, run = fitted
     feed, out = tmp_path / "feed.csv", tmp_path / "events.csv"
@@ -158,10 +160,14 @@ def test_watch_follows_a_growing_file(fitted, tmp_path):
     assert ((ev["start_index"] - BUMP.start).abs() <= 16).any()
 
 
-def test_watch_header_without_model_columns_is_a_user_error(fitted, tmp_path):
+def test_watch_header_without_model_columns_is_a_user_error(fitted):
+    from click.testing import CliRunner
+
+    from seqlab.cli import main
+
     _, _, run = fitted
-    proc = subprocess.run([*WATCH, str(run), "-"], input="timestamp,other\n1,2\n",
-                          capture_output=True, text=True, env=_env(), timeout=60)
-    assert proc.returncode == 2
-    assert "stdin line 1: the model was trained on columns value" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    res = CliRunner().invoke(main, ["series", "watch", str(run), "-"],
+                             input="timestamp,other\n1,2\n")
+    assert res.exit_code == 2
+    assert "stdin line 1: the model was trained on columns value" in res.output
+    assert "Traceback" not in res.output
