@@ -184,10 +184,13 @@ def _say(ev, lines: dict[int, int]) -> str:
               help="Points the refit uses [default: max(refit-every, 8 x window)].")
 @click.option("--min-gap", default=None, type=click.IntRange(0),
               help="Merge events fewer than this many points apart [default: window // 2].")
+@click.option("--batch-windows", default=1, show_default=True, type=click.IntRange(1),
+              help="Run the model once this many windows are ready: less CPU per point, "
+                   "(N - 1) x score stride points more delay.")
 @device_option(default="cpu")
 def watch_cmd(run: Path, source: str, follow: bool, idle_timeout: float | None,
               events_out: Path | None, refit_every: int | None, refit_span: int | None,
-              min_gap: int | None, device: str) -> None:
+              min_gap: int | None, batch_windows: int, device: str) -> None:
     """Watch a live series (SOURCE: a CSV file, or - for stdin) with the model in RUN."""
     from seqlab.series.estimator import SeriesAutoencoder
     from seqlab.series.online import OnlineScorer
@@ -197,7 +200,7 @@ def watch_cmd(run: Path, source: str, follow: bool, idle_timeout: float | None,
     est = SeriesAutoencoder.load(run, device=device)
     try:
         scorer = OnlineScorer(est, min_gap=min_gap, refit_every=refit_every,
-                              refit_span=refit_span)
+                              refit_span=refit_span, batch_windows=batch_windows)
     except ValueError as err:
         raise UserError(f"{run}: {err}") from None
     name = "stdin" if source == "-" else source
