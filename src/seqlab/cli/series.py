@@ -4,6 +4,7 @@
     seqlab series score RUN new.csv -o scores.csv --events events.csv --plot anomalies.png
     seqlab series embed RUN data.csv -o embeddings.csv [--plot embeddings.png]
     seqlab series export RUN          # RUN/onnx/, then score/embed ... --backend onnx
+    tail -f feed.csv | seqlab series watch RUN - --events-out alarms.csv [--refit-every N]
 
 Every file is written atomically (seqlab.io); bad input is one line on stderr and exit code 2,
 with nothing written.
@@ -342,5 +343,10 @@ def export_cmd(run: Path) -> None:
 
     click.echo(f"ONNX export: {export_series(run)}")
 
+
+# `series watch` lives in its own module (streaming input).
+from seqlab.cli.series_watch import watch_cmd  # noqa: E402
+
+series.add_command(watch_cmd)
 
 __all__ = ["series"]

@@ -400,6 +400,43 @@ class SeriesAutoencoder(BaseEstimator):
         self.threshold_source_ = f"{self._threshold_rule()} of {self.threshold} scores on {where}"
         return self
 
+    def partial_fit(self, X, y=None, *, epochs: int | None = None) -> SeriesAutoencoder:
+        """Continue training the fitted model on more normal data X (one series), then refit
+        the position profile, the error model and the threshold on X: the walk-forward refit
+        of `seqlab series watch --refit-every` (`seqlab.series.online`). Missing values (e.g.
+        points flagged as anomalous and blanked) follow `missing`. The scaling, log scale and
+        daily profile stay as `fit` learned them, so scores before and after stay comparable.
+
+        epochs: training epochs from the current weights (default max(1, epochs // 4)).
+        Deterministic: seeded by `seed`, the same call on the same state gives the same
+        weights. An estimator not fitted yet is fitted (scikit-learn's convention). y ignored.
+        """
+        if not hasattr(self, "model_"):
+            return self.fit(X)
+        kind, x, _ = self._scaled(X)
+        if kind != "series":
+            raise ValueError("partial_fit: expects one long series, not (n, T, C) samples")
+        split, validation = self._validation_split(len(x))
+        if split < self.window + 2 * bool(self.regression):
+            raise UserError(f"partial_fit: {len(x)} points leave no training window of "
+                            f"{self.window} points")
+        train_set, val_set = self._series_sets(x, split)
+        n_epochs = max(1, int(self.epochs) // 4) if epochs is None else int(epochs)
+        with _run_directory(None) as rd:
+            self.model_, self.partial_history_ = train_autoencoder(
+                self.model_config_, train_set, val_set, run_dir=rd, epochs=n_epochs,
+                batch_size=int(self.batch_size), lr=float(self.lr),
+                regression=float(self.regression), seed=int(self.seed), device=self.device,
+                num_threads=self.num_threads, verbose=bool(self.verbose),
+                init_state={k: v.detach().clone() for k, v in self.model_.state_dict().items()})
+        self.position_profile_ = self._runner().position_profile(x, self.effective_score_stride)
+        normal = x if self.threshold in ONE_SIDED or split == len(x) else x[split:]
+        self.fit_error_model(self.point_errors(normal))
+        self.threshold_source_ = (f"{self._threshold_rule()} of {self.threshold} scores on "
+                                  f"{len(normal)} points given to partial_fit "
+                                  f"(validation: {validation})")
+        return self
+
     def _prepare_samples(self, raw: np.ndarray) -> tuple[np.ndarray, WindowSet, WindowSet]:
         """raw: (n, T, C) -> (scaled samples, training windows, validation windows); sets the
         columns, validation split, log scale and scaler."""
@@ -427,17 +464,10 @@ class SeriesAutoencoder(BaseEstimator):
                         ) -> tuple[np.ndarray, WindowSet, WindowSet]:
         """raw: (N, C) -> (scaled series, training windows, validation windows): the held-out
         tail, log scale, daily profile and scaler."""
-        N = len(raw)
         self.columns_ = list(data.columns)
         self.columns_from_names_ = data.source != "array"
         self.timestamp_name_ = data.timestamp_name
-        n_val = max(int(round(self.val_fraction * N)), self.window) if self.val_fraction else 0
-        if n_val and N - n_val >= self.window + 1:
-            split = N - n_val
-            self.validation_ = f"last {n_val} points"
-        else:
-            split = N
-            self.validation_ = "train"
+        split, self.validation_ = self._validation_split(len(raw))
         if self.log_scale:  # decided on the training part, like the scaling
             self.log_scale_ = ValueTransform.fit(raw[:split], self.log_scale)
             raw = self.log_scale_.apply(raw)
@@ -449,6 +479,20 @@ class SeriesAutoencoder(BaseEstimator):
         # Scaling statistics from the training part only.
         self.scaler_ = Scaler.fit(raw[:split], self.columns_, data.source)
         x = self.scaler_.transform(raw)                                       # (N, C)
+        return x, *self._series_sets(x, split)
+
+    def _validation_split(self, N: int) -> tuple[int, str]:
+        """Where a series of N points splits into training part and held-out tail, and how
+        that reads in `validation_`."""
+        n_val = max(int(round(self.val_fraction * N)), self.window) if self.val_fraction else 0
+        if n_val and N - n_val >= self.window + 1:
+            return N - n_val, f"last {n_val} points"
+        return N, "train"
+
+    def _series_sets(self, x: np.ndarray, split: int) -> tuple[WindowSet, WindowSet]:
+        """x: (N, C) model units -> training windows on x[:split], validation windows on the
+        tail (all of x when there is none)."""
+        N = len(x)
         # Regression (AER): each training window carries one extra point either side, the
         # targets of the backward and forward predictions.
         span = self.window + 2 if self.regression else self.window
@@ -456,7 +500,7 @@ class SeriesAutoencoder(BaseEstimator):
         val_part = x[split:] if split < N and N - split >= span else x
         val_set = WindowSet(val_part, window_starts(len(val_part), span,
                                                     self.effective_score_stride), span)
-        return x, train_set, val_set
+        return train_set, val_set
 
     def _portable_params(self) -> dict[str, Any]:
         """get_params() as JSON, for a machine without this one's device."""

@@ -50,9 +50,11 @@ def train_autoencoder(config: AutoencoderConfig, train_set: WindowSet, val_set: 
                       run_dir: Path, epochs: int, batch_size: int, lr: float, regression: float,
                       seed: int, device: str = "cpu", num_threads: int | None = None,
                       resume: bool = False, verbose: bool = False,
-                      run_config: dict[str, Any] | None = None
+                      run_config: dict[str, Any] | None = None,
+                      init_state: dict[str, torch.Tensor] | None = None
                       ) -> tuple[LSTMAutoencoder, list[dict[str, float]]]:
     """Train a new `LSTMAutoencoder(config)` (or continue the one in `run_dir`, `resume`).
+    init_state: start from these weights instead of a fresh initialisation (`partial_fit`).
 
     train_set, val_set: windows in model units ((B, T, C) batches; T + 2 with `regression`).
     run_dir: the training run directory (created). run_config: its config.json (new runs).
@@ -108,6 +110,8 @@ def train_autoencoder(config: AutoencoderConfig, train_set: WindowSet, val_set: 
     with torch.random.fork_rng(devices=[]), torch_threads(num_threads):
         torch.manual_seed(seed)
         model = LSTMAutoencoder(config).to(dev)
+        if init_state is not None:
+            model.load_state_dict(init_state)
         train_loop(run_dir, model, cfg, fmt=RUN_FORMAT, batches=batches, loss=loss,
                    evaluate=evaluate, resume=resume, run_config=run_config,
                    count=lambda b: len(b[1]), unit="windows", metric="neg_val_loss",
