@@ -41,6 +41,9 @@ class EncoderConfig:
 
 
 class ConvEncoder(nn.Module):
+    mean: Tensor                     # (1, 3, 1, 1) buffers
+    std: Tensor
+
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         if cfg.image_size % 2 ** len(cfg.channels):

@@ -271,7 +271,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
             "peak_score": event_peaks(events, scores)},
             columns=["start", "end", "start_index", "end_index", "peak_score"])
         _write_csv(ev, events_path)
-    if fig is not None:
+    if fig is not None and plot_path is not None:   # fig only exists with a plot path
         save_figure_atomic(fig, plot_path, dpi=110)
     click.echo(f"{len(scores)} points scored, {int(flags.sum())} in events (threshold "
                f"{est.threshold_:.4g}), {len(events)} event(s); wrote {output}"
@@ -328,7 +328,7 @@ def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path
     fig = plot_embeddings(Z, labels, title=f"{data.name}: {len(Z)} window embeddings") \
         if plot_path is not None else None
     _write_csv(frame, output)
-    if fig is not None:
+    if fig is not None and plot_path is not None:   # fig only exists with a plot path
         save_figure_atomic(fig, plot_path, dpi=110)
     click.echo(f"{len(Z)} windows x {Z.shape[1]} features; wrote {output}"
                + (f", {plot_path}" if plot_path else ""))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -26,6 +26,9 @@ from seqlab.cli.options import (
 )
 from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
+
+if TYPE_CHECKING:
+    from seqlab.translate.api import Translation
 
 ARCHS = ("lstm", "transformer")   # seqlab.translate.transformer.ARCHS (not imported: CLI startup)
 
@@ -279,7 +282,8 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
         from seqlab.viz.attention_plot import plot_attention
 
         base = Path(attention_plot)
-        shown = [(s, r) for s, r in zip(texts, res, strict=True) if s.strip()]
+        shown = [(s, r) for s, r in zip(texts, cast("list[str | Translation]", res), strict=True)
+                 if s.strip()]
         for i, (s, r) in enumerate(shown):
             assert not isinstance(r, str)
             path = numbered_path(base, i, len(shown))

@@ -29,7 +29,7 @@ from seqlab.series.scoring import event_peaks
 # The default one-sided "sigma" score: the two-sided Gaussian score with a 0.999 quantile of
 # the 1,200 normal points (about their second highest score) also flagged ordinary beats a
 # little taller than any in the prefix.
-DEMO_PARAMS = dict(window=32, stride=1, hidden_size=64, latent_size=16, epochs=40,
+DEMO_PARAMS: dict[str, Any] = dict(window=32, stride=1, hidden_size=64, latent_size=16, epochs=40,
                    batch_size=32, lr=3e-3, val_fraction=0.2, threshold="sigma", seed=0,
                    num_threads=1)
 

@@ -97,7 +97,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -337,6 +337,7 @@ class SeriesAutoencoder(BaseEstimator):
         if why is not None:
             raise UserError(f"{data.source}: this model removes a daily profile "
                             f"(season={self.season!r}), so the data {why}")
+        assert ts is not None                     # unusable(None) gives a reason
         return prof.values(ts)
 
     def scale(self, X) -> np.ndarray:
@@ -362,8 +363,8 @@ class SeriesAutoencoder(BaseEstimator):
             raise ValueError("regression: needs one long series (the points before and after "
                              "each window), not a (n, T, C) sample array")
         self.input_kind_ = kind
-        self.season_ = None
-        self.log_scale_ = None
+        self.season_: DailyProfile | None = None
+        self.log_scale_: ValueTransform | None = None
         if kind == "samples":
             x, train_set, val_set = self._prepare_samples(raw)
         else:
@@ -443,7 +444,7 @@ class SeriesAutoencoder(BaseEstimator):
         n, T, C = raw.shape
         self.columns_ = [str(j) for j in range(C)]
         self.columns_from_names_ = False
-        self.timestamp_name_ = None
+        self.timestamp_name_: str | None = None
         rng = np.random.default_rng(self.seed)
         n_val = int(round(self.val_fraction * n))
         if n_val >= 1 and n - n_val >= 1:
@@ -576,7 +577,7 @@ class SeriesAutoencoder(BaseEstimator):
         win = x[start] if kind == "samples" else x[start:start + self.window]   # (T, C)
         if start < 0 or len(win) != self.window:
             raise ValueError(f"start: {start} leaves no full window of {self.window} points")
-        if not np.isscalar(prof):
+        if isinstance(prof, np.ndarray):        # else the scalar 0.0 (no profile)
             prof = prof[start:start + self.window]
         t = torch.from_numpy(np.ascontiguousarray(win[None], dtype=np.float32))
         t = t.to(resolve_device(self.device))
@@ -599,6 +600,7 @@ class SeriesAutoencoder(BaseEstimator):
         acc = ErrorAccumulator(len(x), x.shape[1])
         stride = self.effective_score_stride
         for s, _, recon, _ in runner.run(x, window_starts(len(x), self.window, stride)):
+            assert recon is not None                 # None only with `embedding`
             acc.add(s, recon)
         out = self._original(acc.mean(), prof)
         return out[:, 0] if np.ndim(X) == 1 and not isinstance(X, str | os.PathLike) else out
@@ -749,7 +751,9 @@ class SeriesAutoencoder(BaseEstimator):
         if check_backend(backend) == "onnx":
             from seqlab.series.onnx_backend import OnnxAutoencoder
 
-            est.model_ = OnnxAutoencoder.load(d, est.model_config_, est.num_threads)
+            # a stand-in with the calls scoring makes (forward, encoder, eval, to)
+            est.model_ = cast(LSTMAutoencoder,
+                              OnnxAutoencoder.load(d, est.model_config_, est.num_threads))
         return est
 
 @contextlib.contextmanager

@@ -53,7 +53,9 @@ class DailyProfile:
 
     def values(self, timestamps: np.ndarray) -> np.ndarray:
         """(N,) timestamps -> (N, C) the profile at each point (zero for inactive columns)."""
-        return self.profile[self.slots(as_datetimes(timestamps))]
+        times = as_datetimes(timestamps)
+        assert times is not None                  # only None in, None out
+        return self.profile[self.slots(times)]
 
     @classmethod
     def fit(cls, timestamps: np.ndarray | None, values: np.ndarray, mode: str, source: str,
@@ -69,7 +71,7 @@ class DailyProfile:
         timestamps = as_datetimes(timestamps)
         C = values.shape[1]
         why = unusable(timestamps)
-        step = per_day = 0
+        step, per_day = 0.0, 0
         if why is None:
             assert timestamps is not None
             step = step_minutes(timestamps)

@@ -85,7 +85,7 @@ def train_autoencoder(config: AutoencoderConfig, train_set: WindowSet, val_set: 
         history = {int(h["epoch"]): h for h in json.loads(hist_path.read_text("utf-8"))}
     running = {"epoch": 0, "total": 0.0, "count": 0}   # the current epoch's training loss
 
-    def loss(model: torch.nn.Module, batch: tuple[int, np.ndarray]) -> tuple[torch.Tensor, int]:
+    def loss(model: LSTMAutoencoder, batch: tuple[int, np.ndarray]) -> tuple[torch.Tensor, int]:
         epoch, idx = batch
         if epoch != running["epoch"]:
             running.update(epoch=epoch, total=0.0, count=0)
@@ -95,9 +95,9 @@ def train_autoencoder(config: AutoencoderConfig, train_set: WindowSet, val_set: 
         running["count"] += len(idx)
         return value, 1
 
-    def evaluate(model: torch.nn.Module) -> float:
+    def evaluate(model: LSTMAutoencoder) -> float:
         val = eval_loss(model, val_set, dev, regression)
-        epoch = running["epoch"] + 1
+        epoch = int(running["epoch"]) + 1
         train = running["total"] / running["count"] if running["count"] else float("nan")
         history[epoch] = {"epoch": epoch, "train_loss": train, "val_loss": val}
         write_json_atomic(hist_path, [history[e] for e in sorted(history) if e <= epoch])

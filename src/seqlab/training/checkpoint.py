@@ -19,7 +19,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -139,7 +139,7 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The torch, numpy and python RNG states as ("rng.*" tensors, JSON-able rest)."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())   # the legacy tuple form
     py_state = random.getstate()
     tensors = {"rng.torch": torch.get_rng_state(),
                "rng.numpy": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64))}

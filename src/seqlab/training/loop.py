@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -210,12 +210,15 @@ def _record_resume_changes(out: Path, train_cfg: TrainConfig, step: int,
         log_records.append({"step": step, "resumed_with": changed})
 
 
+M = TypeVar("M", bound=torch.nn.Module)   # the task's model type, as its loss/evaluate take it
+
+
 class _LossModule(torch.nn.Module):
     """The task's loss as a module's forward, so DistributedDataParallel can wrap it (DDP
     synchronises the gradients of what runs through its forward)."""
 
     def __init__(self, model: torch.nn.Module,
-                 loss: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]]):
+                 loss: Callable[[Any, Any], tuple[torch.Tensor, int]]):
         super().__init__()
         self.model = model
         self.loss = loss
@@ -249,10 +252,10 @@ class Progress:
     train_seconds: float = 0.0         # wall time spent in earlier sessions of this run
 
 
-def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt: str,
+def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
                batches: Callable[[int], list[Any]],
-               loss: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
-               evaluate: Callable[[torch.nn.Module], float | None], resume: bool,
+               loss: Callable[[M, Any], tuple[torch.Tensor, int]],
+               evaluate: Callable[[M], float | None], resume: bool,
                run_config: dict[str, Any] | None = None,
                count: Callable[[Any], int] | None = None, unit: str = "tokens",
                metric: str = "bleu", progress: bool = True,
@@ -386,6 +389,8 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
         log_records.append({"step": prog.step, "epoch": prog.epoch, f"dev_{metric}": score,
                             f"best_dev_{metric}": prog.best_bleu, "lr": sched.lr(prog.step)})
         return score
+
+    win_t0: float                    # bound below; periodic_eval only runs after that
 
     def periodic_eval() -> str | None:
         """Evaluate, step the schedule, checkpoint; returns "early_stopping" or None."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -237,7 +237,7 @@ class Translator:
             src, refs = src[:limit], refs[:limit]
         hyps = self.translate(src, num_beams=num_beams, batch_size=batch_size,
                               length_penalty=length_penalty)
-        scores = dict(score_corpus(hyps, refs, self.tgt_lang))
+        scores = dict(score_corpus(cast(list[str], hyps), refs, self.tgt_lang))
         scores["n_sentences"] = len(src)
         scores["num_beams"] = num_beams
         return scores

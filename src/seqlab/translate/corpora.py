@@ -141,14 +141,16 @@ def load_corpus(name_or_path: str, src_lang: str = "en", tgt_lang: str = "fr",
         _check_langs(name_or_path, src_lang, tgt_lang, ("en", "fr", "de"))
         root = resolve_data_dir(data_dir)
         folder = root / name_or_path if root is not None else None
+        if folder is None:
+            raise _missing(name_or_path, folder)
         splits = []
         for split in ("train", "val", "test_2016_flickr"):
-            files = [folder / f"{split}.{lang}.gz" if folder is not None else None
-                     for lang in (src_lang, tgt_lang)]
-            if folder is None or not all(f is not None and f.is_file() for f in files):
+            files = [folder / f"{split}.{lang}.gz" for lang in (src_lang, tgt_lang)]
+            if not all(f.is_file() for f in files):
                 raise _missing(name_or_path, folder)
             splits.append(read_aligned(files[0], files[1], skip_bad_lines=skip_bad_lines))
-        return Corpus(*splits, name=name_or_path, src_lang=src_lang, tgt_lang=tgt_lang,
+        train, dev, test = splits
+        return Corpus(train, dev, test, name=name_or_path, src_lang=src_lang, tgt_lang=tgt_lang,
                       description=_CORPORA[name_or_path])
     # A user file: "a.tsv" or "src_file,tgt_file".
     if "," in name_or_path and not Path(name_or_path).exists():

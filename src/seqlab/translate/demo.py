@@ -14,10 +14,10 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from seqlab.training.checkpoint import checkpoint_progress
-from seqlab.translate.api import Translator
+from seqlab.translate.api import Translation, Translator
 from seqlab.translate.model import Seq2SeqConfig
 from seqlab.translate.train import DataConfig, TrainConfig, train_translator
 from seqlab.viz.attention_plot import plot_attention
@@ -100,7 +100,8 @@ def run_translate_demo(out_dir: str | Path, steps: int = DEMO_STEPS, *, fresh: b
              f"({summary.get('stopped')}); the translations below come from that model")
     tr = Translator.load(run, device=device)
     sentences = sentences or DEMO_SENTENCES
-    outs = tr.translate(sentences, num_beams=5, return_attention=True)
+    outs = cast("list[str | Translation]",
+                tr.translate(sentences, num_beams=5, return_attention=True))
     shown = []
     for i, (s, r) in enumerate(zip(sentences, outs, strict=True)):
         assert not isinstance(r, str)

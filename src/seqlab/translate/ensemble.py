@@ -12,13 +12,29 @@ and state; `EnsembleDecoder` steps them all and averages their log-probabilities
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, cast
 
 import torch
 from torch import Tensor, nn
 
-from seqlab.decoding.search import SearchResult, search
+from seqlab.decoding.search import PrunableStepDecoder, SearchResult, search
 from seqlab.translate.model import default_max_new_tokens
+
+
+class _Ids(Protocol):
+    pad_id: int
+    bos_id: int
+    eos_id: int
+    tgt_vocab_size: int
+
+
+class _Translator(Protocol):
+    """What the ensemble reads from each model (`Seq2Seq`, `Transformer`)."""
+
+    cfg: _Ids
+    decoder: PrunableStepDecoder
+
+    def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor) -> tuple[Any, Any]: ...
 
 
 class EnsembleState(NamedTuple):
@@ -34,12 +50,15 @@ class EnsembleDecoder(nn.Module):
         super().__init__()
         self.decoders = nn.ModuleList(decoders)
 
+    def _steps(self) -> list[PrunableStepDecoder]:
+        return cast(list[PrunableStepDecoder], list(self.decoders))
+
     def step(self, tokens: Tensor, state: EnsembleState, memory: tuple[Any, ...]
              ) -> tuple[Tensor, EnsembleState, Tensor]:
         """tokens (N,) -> the mean of the models' log-probs (N, V), the new state, the mean
         of their attention weights (N, S)."""
         lps, states, weights = [], [], []
-        for dec, st, mem in zip(self.decoders, state.states, memory, strict=True):
+        for dec, st, mem in zip(self._steps(), state.states, memory, strict=True):
             lp, st, w = dec.step(tokens, st, mem)
             lps.append(lp)
             states.append(st)
@@ -51,15 +70,15 @@ class EnsembleDecoder(nn.Module):
         index = index.to(state.rows.device)
         return EnsembleState(state.rows.index_select(0, index),
                              tuple(dec.reorder_state(st, index)
-                                   for dec, st in zip(self.decoders, state.states, strict=True)))
+                                   for dec, st in zip(self._steps(), state.states, strict=True)))
 
     def expand_memory(self, memory: tuple[Any, ...], k: int) -> tuple[Any, ...]:
         return tuple(dec.expand_memory(m, k)
-                     for dec, m in zip(self.decoders, memory, strict=True))
+                     for dec, m in zip(self._steps(), memory, strict=True))
 
     def select_memory(self, memory: tuple[Any, ...], index: Tensor) -> tuple[Any, ...]:
         return tuple(dec.select_memory(m, index)
-                     for dec, m in zip(self.decoders, memory, strict=True))
+                     for dec, m in zip(self._steps(), memory, strict=True))
 
 
 class Ensemble(nn.Module):
@@ -69,18 +88,20 @@ class Ensemble(nn.Module):
         super().__init__()
         if not models:
             raise ValueError("Ensemble: needs at least one model")
-        ids = {(m.cfg.pad_id, m.cfg.bos_id, m.cfg.eos_id, m.cfg.tgt_vocab_size) for m in models}
+        translators = cast(list[_Translator], models)
+        ids = {(m.cfg.pad_id, m.cfg.bos_id, m.cfg.eos_id, m.cfg.tgt_vocab_size)
+               for m in translators}
         if len(ids) > 1:
             raise ValueError(f"Ensemble: the models differ in special ids or target vocabulary "
                              f"(pad, bos, eos, size): {sorted(ids)}")
         self.models = nn.ModuleList(models)
-        self.cfg = models[0].cfg
-        self.decoder = EnsembleDecoder([m.decoder for m in models])
+        self.cfg: _Ids = translators[0].cfg
+        self.decoder = EnsembleDecoder([cast(nn.Module, m.decoder) for m in translators])
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor
                ) -> tuple[tuple[Any, ...], EnsembleState]:
         memories, states = [], []
-        for m in self.models:
+        for m in cast(list[_Translator], list(self.models)):
             mem, st = m.encode(src, src_lengths, src_mask)
             memories.append(mem)
             states.append(st)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ from seqlab.export.common import (
     require_onnx,
     write_manifest,
 )
-from seqlab.nn.attention import AttentionCache
+from seqlab.nn.attention import AdditiveAttention, AttentionCache, MultiHeadAttention
 from seqlab.nn.decoder import AttentionDecoder, DecoderState, Memory
 from seqlab.nn.gates import lstm_update
 from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
@@ -110,17 +110,19 @@ class _StepGraph(nn.Module):
         attn, kind = self.dec.attention, self.cfg.attention
         if kind == "multihead":
             assert keys is not None and head_values is not None
-            q = attn._proj(h.unsqueeze(1), 0) * (1.0 / math.sqrt(attn.head_dim))   # (N, 1, A)
-            Q = attn._split_heads(q)                                               # (N, h, 1, d)
+            mha = cast(MultiHeadAttention, attn)
+            q = mha._proj(h.unsqueeze(1), 0) * (1.0 / math.sqrt(mha.head_dim))   # (N, 1, A)
+            Q = mha._split_heads(q)                                               # (N, h, 1, d)
             scores = torch.matmul(Q, keys.transpose(-2, -1))                       # (N, h, 1, S)
             w = torch.softmax(scores.masked_fill(~mask[:, None, None, :], float("-inf")), -1)
             heads = torch.matmul(w, head_values)                                   # (N, h, 1, d)
-            ctx = attn.out_proj(heads.transpose(1, 2).reshape(h.size(0), attn.attn_dim))
+            ctx = mha.out_proj(heads.transpose(1, 2).reshape(h.size(0), mha.attn_dim))
             return ctx, w.mean(dim=1).squeeze(1)                                   # (N, A), (N, S)
         if kind == "additive":
             assert keys is not None
-            pq = attn.query_layer(h)                                               # (N, A)
-            v = attn.energy_layer.weight[0]                                        # (A,)
+            add = cast(AdditiveAttention, attn)
+            pq = add.query_layer(h)                                                # (N, A)
+            v = add.energy_layer.weight[0]                                        # (A,)
             # v^T tanh(x) as 2 v^T sigmoid(2x) - sum(v), the form the PyTorch step computes
             x = torch.sigmoid(pq.unsqueeze(1) * 2.0 + keys * 2.0)                  # (N, S, A)
             scores = torch.matmul(x, v) * 2.0 - v.sum()                            # (N, S)

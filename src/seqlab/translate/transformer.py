@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -222,7 +222,8 @@ class TransformerDecoder(nn.Module):
 
     def make_memory(self, values: Tensor, mask: Tensor) -> TransformerMemory:
         """values (B, S, d), mask (B, S): each layer's cross-attention K, V, once per source."""
-        caches = tuple(layer.cross_attn.precompute(values) for layer in self.layers)
+        caches = tuple(layer.cross_attn.precompute(values)
+                       for layer in cast(list[DecoderLayer], self.layers))
         return TransformerMemory(values, mask, caches)
 
     def init_state(self, memory: TransformerMemory) -> TransformerState:
@@ -383,6 +384,6 @@ def model_config_from_dict(d: dict[str, Any]) -> Any:
     return Seq2SeqConfig.from_dict({k: v for k, v in d.items() if k != "arch"})
 
 
-def build_model(cfg: Any) -> nn.Module:
+def build_model(cfg: Any) -> Transformer | Seq2Seq:
     """The translator for a model config: Transformer or Seq2Seq (the LSTM)."""
     return Transformer(cfg) if isinstance(cfg, TransformerConfig) else Seq2Seq(cfg)
