@@ -16,9 +16,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "seqlab"
 # docs/architecture.md ("Layers").
 LAYERS: list[list[str]] = [
     ["__main__", "cli", "studio"],             # entry points: parse, call, print
-    ["gates", "runs", "export"],               # work on the applications' trained runs
+    ["gates", "runs"],                         # work on the applications' trained runs
     ["translate", "caption", "series"],        # the applications (independent of each other)
-    ["text", "decoding", "training", "viz"],   # shared tools
+    ["text", "decoding", "training", "viz", "export"],   # shared tools
     ["nn"],                                    # building blocks: gates, LSTM, attention, decoder
     ["device", "io", "errors"],                # foundation
 ]
