@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -38,3 +39,64 @@ def device_option(default: str | None = "auto", help_extra: str = "") -> Callabl
         "--device", default=default, show_default=default is not None, callback=_check_device,
         help="Where the model runs: auto (cuda if available, else mps, else cpu), cpu, cuda, "
              "cuda:N or mps." + help_extra)
+
+
+# ---- checked value types: a bad value is refused where it enters, before any work ------------
+
+POSITIVE_INT = click.IntRange(min=1)      # counts: steps, sizes, beams, batch sizes, limits
+NONNEG_INT = click.IntRange(min=0)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses NaN and +-inf (click's FloatRange lets inf through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+POSITIVE_FLOAT = FiniteFloat(min=0, min_open=True)   # rates, time budgets (minutes)
+NONNEG_FLOAT = FiniteFloat(min=0)
+FRACTION = FiniteFloat(min=0, max=1, max_open=True)  # dropout, label smoothing
+
+
+class OutputFile(click.Path):
+    """A file the command will write: refused at once (before any work) when it is an existing
+    directory, sits under a regular file, or in a folder that cannot be written."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from seqlab.validate import output_file_problem
+
+        path = super().convert(value, param, ctx)
+        problem = output_file_problem(path)
+        if problem is not None:
+            self.fail(f"{path}: {problem}.", param, ctx)
+        return path
+
+
+class OutputDir(click.Path):
+    """A directory the command will create or write into (a run directory, the demo's)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from seqlab.validate import output_dir_problem
+
+        path = super().convert(value, param, ctx)
+        problem = output_dir_problem(path)
+        if problem is not None:
+            self.fail(f"{path}: {problem}.", param, ctx)
+        return path

@@ -44,8 +44,11 @@ that was never interrupted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -213,6 +216,36 @@ class Progress:
     train_seconds: float = 0.0         # wall time spent in earlier sessions of this run
 
 
+_INTERRUPTED = threading.Event()
+
+
+def _stop_on_interrupt(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """While `fn` trains, the first Ctrl-C (SIGINT) only sets `_INTERRUPTED`: the loop stops at
+    the next batch boundary, saves a checkpoint (so `--resume` continues exactly) and raises
+    KeyboardInterrupt. A second Ctrl-C interrupts at once (files are written atomically, so the
+    previous ones stay valid). Signal handlers can only be set in the main thread."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*args, **kwargs)
+        _INTERRUPTED.clear()
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            _INTERRUPTED.set()
+            signal.signal(signal.SIGINT, previous)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            _INTERRUPTED.clear()
+
+    return wrapper
+
+
+@_stop_on_interrupt
 def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt: str,
                batches: Callable[[int], list[Any]],
                loss: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
@@ -349,6 +382,9 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                     and prog.train_seconds + time.perf_counter() - t_start >= budget_s):
                 stop = "time_budget"
                 break
+            if _INTERRUPTED.is_set():
+                stop = "interrupted"
+                break
             batch = epoch_batches[prog.batch_pos]
             model.train()
             with autocast(device, precision):
@@ -397,6 +433,12 @@ def train_loop(out: Path, model: torch.nn.Module, train_cfg: TrainConfig, *, fmt
                 last_eval_step = prog.step
     bar.close()
     elapsed = time.perf_counter() - t_start
+    if stop == "interrupted":   # no final evaluation: stop quickly, resumable exactly
+        prog.stopped = stop
+        save_checkpoint()
+        echo(f"interrupted at step {prog.step}: checkpoint saved in {out}; continue with "
+             "--resume")
+        raise KeyboardInterrupt
     if last_eval_step != prog.step or not (out / MODEL_FILE).exists():
         score = run_eval(periodic=False)
         echo(f"step {prog.step}: final dev {label} {score:.2f} (best {prog.best_bleu:.2f})")
