@@ -82,7 +82,11 @@ def save_safetensors_atomic(tensors: dict[str, Any], path: str | os.PathLike[str
 
 def save_figure_atomic(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
     """Save a matplotlib figure atomically; the format follows the suffix (.png, .svg, .pdf)."""
+    from seqlab.validate import FIGURE_SUFFIXES
+
     path = Path(path)
+    if path.suffix and path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise UserError(f"{path}: expected a .png, .svg or .pdf file name")
     fmt = path.suffix.lstrip(".").lower() or "png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, **kwargs)

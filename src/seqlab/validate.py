@@ -19,6 +19,9 @@ MAX_SOURCE_TOKENS = 512          # subwords of one sentence to translate (longer
 MAX_IMAGE_PIXELS = 40_000_000    # pixels of one input image (width x height), before decoding
 MAX_SERIES_CELLS = 200_000_000   # points x columns of one series (float64: 1.6 GB)
 
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+MIN_VOCAB_SIZE = 300             # sentencepiece with byte fallback: 4 specials + 256 bytes + 40
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) or (

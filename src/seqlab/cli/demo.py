@@ -13,13 +13,13 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import device_option
+from seqlab.cli.options import POSITIVE_FLOAT, OutputDir, device_option
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"),
+@click.option("--out", "out_dir", type=OutputDir(), default=Path("demo_out"),
               show_default=True, help="Directory for the pictures and runs.")
-@click.option("--minutes", type=float, default=5.0, show_default=True,
+@click.option("--minutes", type=POSITIVE_FLOAT, default=5.0, show_default=True,
               help="Training budget of the translator.")
 @click.option("--skip", multiple=True, type=click.Choice(["gates", "series", "translate"]),
               help="Leave out a part (repeatable).")

@@ -44,6 +44,7 @@ def device_option(default: str | None = "auto", help_extra: str = "") -> Callabl
 # ---- checked value types: a bad value is refused where it enters, before any work ------------
 
 POSITIVE_INT = click.IntRange(min=1)      # counts: steps, sizes, beams, batch sizes, limits
+VOCAB_SIZE = click.IntRange(min=300)      # seqlab.validate.MIN_VOCAB_SIZE (byte fallback)
 NONNEG_INT = click.IntRange(min=0)
 
 
@@ -69,17 +70,21 @@ FRACTION = FiniteFloat(min=0, max=1, max_open=True)  # dropout, label smoothing
 
 class OutputFile(click.Path):
     """A file the command will write: refused at once (before any work) when it is an existing
-    directory, sits under a regular file, or in a folder that cannot be written."""
+    directory, sits under a regular file, or in a folder that cannot be written; a picture
+    (`figure=True`) also needs a .png, .svg or .pdf name (or no suffix: PNG)."""
 
-    def __init__(self) -> None:
+    def __init__(self, figure: bool = False) -> None:
         super().__init__(dir_okay=True, path_type=Path)
+        self.figure = figure
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        from seqlab.validate import output_file_problem
+        from seqlab.validate import FIGURE_SUFFIXES, output_file_problem
 
         path = super().convert(value, param, ctx)
         problem = output_file_problem(path)
+        if problem is None and self.figure and path.suffix.lower() not in ("", *FIGURE_SUFFIXES):
+            problem = f"expected a .png, .svg or .pdf file name, got {path.suffix!r}"
         if problem is not None:
             self.fail(f"{path}: {problem}.", param, ctx)
         return path

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from seqlab.cli.group import UserErrorGroup
-from seqlab.cli.options import device_option
+from seqlab.cli.options import FRACTION, POSITIVE_FLOAT, OutputDir, OutputFile, device_option
 from seqlab.errors import UserError
 from seqlab.io import atomic_path, save_figure_atomic
 
@@ -41,7 +41,7 @@ def _check_outputs(*paths: Path | None) -> None:
 
 @series.command("fit")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=OutputDir(),
               help="Run directory for model.safetensors + config.json.")
 @click.option("--columns", default=None, help="Value columns, comma-separated (default: all "
               "numeric columns except the timestamp).")
@@ -56,16 +56,16 @@ def _check_outputs(*paths: Path | None) -> None:
 @click.option("--latent-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--num-layers", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--dropout", default=0.0, show_default=True,
-              type=click.FloatRange(0, 1, max_open=True))
+              type=FRACTION)
 @click.option("--reverse/--no-reverse", "reverse_target", default=True, show_default=True,
               help="Rebuild the window last step first (Srivastava 2015).")
 @click.option("--decoder-input", default="latent", show_default=True,
               type=click.Choice(["latent", "teacher"]))
 @click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--lr", default=1e-3, show_default=True, type=POSITIVE_FLOAT)
 @click.option("--val-fraction", default=0.1, show_default=True,
-              type=click.FloatRange(0, 1, max_open=True))
+              type=FRACTION)
 @click.option("--threshold", default="sigma", show_default=True,
               type=click.Choice(["sigma", "sigma_max", "dynamic", "gaussian", "quantile"]),
               help="sigma: smoothed one-sided error, mean + 4 std on the training data, pruned "
@@ -203,11 +203,11 @@ def _load_for(run: Path, data: Path, label_column: str | None = None, device: st
 @series.command("score")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=OutputFile(),
               help="Scores CSV: timestamp (if any), value columns, score, is_anomaly.")
-@click.option("--events", "events_path", default=None, type=click.Path(path_type=Path),
+@click.option("--events", "events_path", default=None, type=OutputFile(),
               help="Events CSV: start, end, start_index, end_index, peak_score.")
-@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+@click.option("--plot", "plot_path", default=None, type=OutputFile(figure=True),
               help="Picture of the series, the score and the events (.png/.svg/.pdf).")
 @click.option("--min-gap", default=None, type=click.IntRange(0),
               help="Merge events fewer than this many points apart [default: window // 2].")
@@ -277,12 +277,12 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
 @series.command("embed")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=OutputFile(),
               help="Embeddings CSV: start, end (timestamps if any), start_index, end_index, "
                    "z0..z{latent-1}.")
 @click.option("--stride", default=None, type=click.IntRange(1),
               help="Step between windows [default: the model's training stride].")
-@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+@click.option("--plot", "plot_path", default=None, type=OutputFile(figure=True),
               help="2-D PCA projection of the embeddings.")
 @click.option("--label-column", default=None,
               help="Column of classes in DATA: a window's class is its last point's class; "

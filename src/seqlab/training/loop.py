@@ -81,6 +81,7 @@ from seqlab.training.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from seqlab.validate import check_fields, check_float
 
 
 @dataclass
@@ -115,6 +116,14 @@ class TrainConfig:
             raise UserError(f"precision={self.precision!r}: expected one of auto, "
                             f"{', '.join(PRECISIONS)}")
         check_device_spec(self.device)
+        check_fields(self, {
+            "batch_tokens": (int, 1), "batch_size": (int, 1), "lr": (float, 0.0),
+            "warmup_steps": (int, 0), "lr_decay": (float, 0.0), "lr_patience": (int, 1),
+            "clip_norm": (float, 0.0), "max_steps": (int, 1), "max_epochs": (int, 1),
+            "time_budget_min": (float, 0.0), "eval_every": (int, 1),
+            "eval_sentences": (int, 0), "eval_batch_size": (int, 1), "patience": (int, 1),
+            "log_every": (int, 1), "seed": (int, 0), "threads": (int, 1)})
+        check_float("TrainConfig.min_lr", self.min_lr, 0.0, open_min=False)
         if self.decay_steps < 0 or (self.decay_steps and self.max_steps is None):
             raise UserError(f"decay_steps={self.decay_steps}: expected a count >= 0, "
                             "given together with max_steps (the decay ends there)")

@@ -28,6 +28,7 @@ from seqlab.translate.api import translate_texts
 from seqlab.translate.corpora import load_corpus
 from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
 from seqlab.translate.run import FORMAT, read_run_config
+from seqlab.validate import MIN_VOCAB_SIZE, check_fields
 
 __all__ = ["DataConfig", "EncodedData", "TrainConfig", "load_run_corpus", "train_translator"]
 
@@ -44,6 +45,10 @@ class DataConfig:
     max_len: int = 100                 # drop training pairs with a side longer (subwords)
     src_eos: bool = True               # append EOS to sources (a "nothing here" position to attend)
     skip_bad_lines: bool = False       # count and skip malformed input lines instead of failing
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"vocab_size": (int, MIN_VOCAB_SIZE), "max_len": (int, 1),
+                            "split_seed": (int, 0)})
 
 
 # ---- data -------------------------------------------------------------------------------
