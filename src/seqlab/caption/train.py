@@ -31,7 +31,12 @@ from seqlab.device import model_device, to_device
 from seqlab.text.batching import make_batches
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
-from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
+from seqlab.training.checkpoint import (
+    CONFIG_FILE,
+    check_run_dir,
+    new_run_cleanup,
+    seed_everything,
+)
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 
 __all__ = ["TrainConfig", "default_train_config", "pad_captions", "train_captioner"]
@@ -89,7 +94,7 @@ def train_captioner(out_dir: str | Path,
                                                    **model_cfg})
         mcfg = replace(model_cfg or CaptionerConfig(), image_size=data_cfg.image_size)
     check_run_dir(out, resume)
-    with torch_threads(train_cfg.threads):
+    with torch_threads(train_cfg.threads), new_run_cleanup(out, resume):
         seed_everything(train_cfg.seed)
         if splits is None:
             splits = load_splits(data_cfg)

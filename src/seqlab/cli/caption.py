@@ -65,7 +65,8 @@ def caption() -> None:
 @click.option("--lr", type=POSITIVE_FLOAT, default=3e-3, show_default=True)
 @click.option("--eval-every", type=POSITIVE_INT, default=150, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)
-@click.option("--threads", type=POSITIVE_INT, default=None, help="torch threads (default: torch's).")
+@click.option("--threads", type=POSITIVE_INT, default=None,
+              help="torch threads (default: torch's).")
 @precision_option
 @device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")

@@ -13,11 +13,12 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any, NoReturn
 
 import click
 
-from seqlab.errors import UserError
+from seqlab.errors import InputWarning, UserError
 
 
 def _fail(message: str) -> NoReturn:
@@ -33,13 +34,31 @@ def os_error_message(err: OSError) -> str | None:
     return f"{where}: {err.strerror or err}"
 
 
+def _show_input_warnings() -> None:
+    """`InputWarning`s (input changed to make it usable) -> "warning: ..." on stderr, each
+    time; other warnings as Python shows them."""
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, InputWarning):
+            click.echo(f"warning: {' '.join(str(message).split())}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("always", InputWarning)
+    warnings.showwarning = show
+
+
 class UserErrorGroup(click.Group):
     """`UserError`, usage errors and OSErrors on a path -> "error: ..." on stderr and exit
     code 2, no traceback (also when the group is invoked on its own, e.g. in tests)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                _show_input_warnings()
+                return super().invoke(ctx)
         except UserError as err:
             _fail(str(err))
         except click.UsageError as err:

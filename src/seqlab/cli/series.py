@@ -109,40 +109,41 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
     run, with its checkpoint, in --out/training)."""
     from seqlab.series.estimator import TRAINING_DIR, SeriesAutoencoder
     from seqlab.series.io import read_series_csv
-    from seqlab.training.checkpoint import check_run_dir
+    from seqlab.training.checkpoint import check_run_dir, new_run_cleanup
 
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
     run_dir = out_dir / TRAINING_DIR
     check_run_dir(run_dir, resume)
-    if resume:
-        stored = _read_fit_args(run_dir / "config.json")
-        columns, ts = stored["columns"], stored["timestamp"]
-        params = dict(stored["params"], verbose=True)
-        ctx = click.get_current_context()
-        if ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE:
-            params["epochs"] = epochs
-        if ctx.get_parameter_source("device") == click.core.ParameterSource.COMMANDLINE:
-            params["device"] = device
-        series_data = read_series_csv(data, columns=columns, timestamp=ts)
-        est = SeriesAutoencoder(**params)
-        click.echo(f"resuming the fit in {run_dir} with its stored settings "
-                   f"({est.epochs} epochs)")
-        est.fit(series_data, run_dir=run_dir, resume=True)
-    else:
-        ts = None if timestamp.lower() == "none" else timestamp
-        series_data = read_series_csv(data, columns=columns, timestamp=ts)
-        est = _new_estimator(
-            window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
-            num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
-            decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
-            val_fraction=val_fraction, threshold=threshold,
-            threshold_quantile=threshold_quantile, missing=missing, seed=seed, verbose=True,
-            score_stride=score_stride, num_threads=threads, regression=regression,
-            season=season, log_scale=log_scale, device=device)
-        est.fit(series_data, run_dir=run_dir,
-                run_metadata={"columns": columns, "timestamp": ts})
-    est.save(out_dir)
+    with new_run_cleanup(run_dir, resume):   # a refused fit leaves no folder behind
+        if resume:
+            stored = _read_fit_args(run_dir / "config.json")
+            columns, ts = stored["columns"], stored["timestamp"]
+            params = dict(stored["params"], verbose=True)
+            ctx = click.get_current_context()
+            if ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE:
+                params["epochs"] = epochs
+            if ctx.get_parameter_source("device") == click.core.ParameterSource.COMMANDLINE:
+                params["device"] = device
+            series_data = read_series_csv(data, columns=columns, timestamp=ts)
+            est = SeriesAutoencoder(**params)
+            click.echo(f"resuming the fit in {run_dir} with its stored settings "
+                       f"({est.epochs} epochs)")
+            est.fit(series_data, run_dir=run_dir, resume=True)
+        else:
+            ts = None if timestamp.lower() == "none" else timestamp
+            series_data = read_series_csv(data, columns=columns, timestamp=ts)
+            est = _new_estimator(
+                window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
+                num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
+                decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
+                val_fraction=val_fraction, threshold=threshold,
+                threshold_quantile=threshold_quantile, missing=missing, seed=seed, verbose=True,
+                score_stride=score_stride, num_threads=threads, regression=regression,
+                season=season, log_scale=log_scale, device=device)
+            est.fit(series_data, run_dir=run_dir,
+                    run_metadata={"columns": columns, "timestamp": ts})
+        est.save(out_dir)
     last = est.history_[-1]
     best = min(h["val_loss"] for h in est.history_)
     click.echo(f"trained on {len(series_data.values)} points x {len(est.columns_)} column(s) "

@@ -70,7 +70,8 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--attn-dim", type=POSITIVE_INT, default=None,
               help="additive: score MLP size; multihead: projection size "
                    "(default: --decoder-hidden-size).")
-@click.option("--num-heads", type=POSITIVE_INT, default=4, show_default=True, help="multihead only.")
+@click.option("--num-heads", type=POSITIVE_INT, default=4, show_default=True,
+              help="multihead only.")
 @click.option("--emb", type=POSITIVE_INT, default=None, hidden=True,
               help="Old spelling of --embedding-dim.")
 @click.option("--hidden", type=POSITIVE_INT, default=None, hidden=True,
@@ -100,7 +101,8 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--patience", type=POSITIVE_INT, default=8, show_default=True,
               help="Stop after N evaluations without a better dev BLEU.")
 @click.option("--seed", type=int, default=1234, show_default=True)
-@click.option("--threads", type=POSITIVE_INT, default=None, help="torch threads (default: torch's).")
+@click.option("--threads", type=POSITIVE_INT, default=None,
+              help="torch threads (default: torch's).")
 @precision_option
 @device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--skip-bad-lines", is_flag=True, help="Count and skip malformed corpus lines.")

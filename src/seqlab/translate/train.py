@@ -22,7 +22,12 @@ from seqlab.errors import UserError
 from seqlab.text.batching import collate, make_batches
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
-from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
+from seqlab.training.checkpoint import (
+    CONFIG_FILE,
+    check_run_dir,
+    new_run_cleanup,
+    seed_everything,
+)
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 from seqlab.translate.api import translate_texts
 from seqlab.translate.corpora import load_corpus
@@ -119,7 +124,7 @@ def train_translator(out_dir: str | Path,
         mcfg = (Seq2SeqConfig.from_dict(model_cfg) if isinstance(model_cfg, dict)
                 else model_cfg or Seq2SeqConfig())
     check_run_dir(out, resume)
-    with torch_threads(train_cfg.threads):
+    with torch_threads(train_cfg.threads), new_run_cleanup(out, resume):
         return _train(out, resume, mcfg, train_cfg, data_cfg, tok, corpus, progress, echo)
 
 
