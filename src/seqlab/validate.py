@@ -16,6 +16,8 @@ from seqlab.errors import UserError
 
 # What one input may cost (documented in docs/bad-input.md).
 MAX_SOURCE_TOKENS = 512          # subwords of one sentence to translate (longer: truncated)
+MAX_SOURCE_CHARS = 20 * MAX_SOURCE_TOKENS   # characters tokenised per sentence (rest dropped)
+MAX_NEW_TOKENS = 1024            # output tokens of one translation or caption
 MAX_IMAGE_PIXELS = 40_000_000    # pixels of one input image (width x height), before decoding
 MAX_SERIES_CELLS = 200_000_000   # points x columns of one series (float64: 1.6 GB)
 
@@ -79,6 +81,17 @@ def check_fields(obj: Any, rules: dict[str, tuple[type, float | None]]) -> None:
             check_int(where, value, int(minimum or 0))
         else:
             check_float(where, value, float(minimum or 0.0))
+
+
+def check_decoding(num_beams: Any, max_new_tokens: Any, length_penalty: Any, batch_size: Any,
+                   num_return_sequences: Any) -> None:
+    """The search settings of `Translator.translate` / `Captioner.caption` (and their CLIs)."""
+    beams = check_int("num_beams", num_beams)
+    if max_new_tokens is not None:
+        check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
+    check_float("length_penalty", length_penalty, 0.0, open_min=False)
+    check_int("batch_size", batch_size)
+    check_int("num_return_sequences", num_return_sequences, 1, beams)
 
 
 # ---- paths ---------------------------------------------------------------------------------

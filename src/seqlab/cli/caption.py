@@ -141,6 +141,8 @@ def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Pat
         if attention_plot is not None and c.image is not None and c.word_attention is not None:
             plot = attention_plot if len(images) == 1 else attention_plot.with_name(
                 f"{attention_plot.stem}_{i + 1}{attention_plot.suffix or '.png'}")
+            if plot.exists():
+                click.echo(f"replaced {plot}", err=True)
             plot_attention_strip(c.image, c.words, c.word_attention, plot,
                                  title=f"{path.name}: {c.text}")
         if as_json:

@@ -30,6 +30,7 @@ from seqlab.gates import (
     sequence_run,
     trained_run,
 )
+from seqlab.validate import replaced_note
 
 
 def parse_units(text: str | None) -> list[int] | None:
@@ -91,6 +92,7 @@ def gates(text: str | None, csv_path: Path | None, column: str | None, weights: 
     if column is not None and csv_path is None:
         raise UserError("--column: only used with --csv FILE")
     unit_list = parse_units(units)
+    notes = [replaced_note(output)] + ([replaced_note(save_weights)] if save_weights else [])
     if model_dir is not None:
         if weights is not None or column is not None:
             raise UserError("--model: the run directory fixes the weights and columns; drop "
@@ -104,4 +106,4 @@ def gates(text: str | None, csv_path: Path | None, column: str | None, weights: 
         run, _ = sequence_run(text, csv_path, column, weights, hidden_size, train_steps, seed,
                               max_steps, save_weights, device)
     draw_run(run, output, layer=layer, direction=direction, units=unit_list)
-    click.echo(f"wrote {output}")
+    click.echo("; ".join(notes))

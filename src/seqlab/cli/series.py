@@ -20,6 +20,7 @@ from seqlab.cli.group import UserErrorGroup
 from seqlab.cli.options import FRACTION, POSITIVE_FLOAT, OutputDir, OutputFile, device_option
 from seqlab.errors import UserError
 from seqlab.io import atomic_path, save_figure_atomic
+from seqlab.validate import replaced_note
 
 
 @click.group(cls=UserErrorGroup)
@@ -37,6 +38,18 @@ def _check_outputs(*paths: Path | None) -> None:
     for p in paths:
         if p is not None and p.exists() and p.is_dir():
             raise UserError(f"{p}: is a directory, expected a file path")
+
+
+sort_option = click.option(
+    "--sort", is_flag=True,
+    help="Sort the rows by timestamp (and say how many moved); without it, a row whose "
+         "timestamp is not after the previous row's is an error naming its line.")
+
+
+def _sorted_note(series_data):
+    if series_data.rows_moved:
+        click.echo(f"sorted by timestamp: {series_data.rows_moved} row(s) moved", err=True)
+    return series_data
 
 
 @series.command("fit")
@@ -97,6 +110,7 @@ def _check_outputs(*paths: Path | None) -> None:
               help="Continue the fit in --out (checkpointed at every epoch end) exactly, with "
                    "its stored settings (--epochs may raise the number of epochs); DATA must "
                    "be the same file.")
+@sort_option
 @device_option()
 def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, window: int,
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
@@ -104,7 +118,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
             threshold_quantile: float, regression: float, season: str | None,
             log_scale: str | None, missing: str, seed: int, threads: int | None,
-            resume: bool, device: str) -> None:
+            resume: bool, sort: bool, device: str) -> None:
     """Train on DATA (a CSV of normal behaviour) and save the model to --out (the training
     run, with its checkpoint, in --out/training)."""
     from seqlab.series.estimator import TRAINING_DIR, SeriesAutoencoder
@@ -125,14 +139,16 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
                 params["epochs"] = epochs
             if ctx.get_parameter_source("device") == click.core.ParameterSource.COMMANDLINE:
                 params["device"] = device
-            series_data = read_series_csv(data, columns=columns, timestamp=ts)
+            series_data = _sorted_note(read_series_csv(data, columns=columns, timestamp=ts,
+                                                      sort=sort))
             est = SeriesAutoencoder(**params)
             click.echo(f"resuming the fit in {run_dir} with its stored settings "
                        f"({est.epochs} epochs)")
             est.fit(series_data, run_dir=run_dir, resume=True)
         else:
             ts = None if timestamp.lower() == "none" else timestamp
-            series_data = read_series_csv(data, columns=columns, timestamp=ts)
+            series_data = _sorted_note(read_series_csv(data, columns=columns, timestamp=ts,
+                                                      sort=sort))
             est = _new_estimator(
                 window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
                 num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
@@ -191,11 +207,13 @@ def _read_fit_args(path: Path) -> dict:
         raise UserError(f"{path}: corrupt fit settings ({err!r})") from None
 
 
-def _load_for(run: Path, data: Path, label_column: str | None = None, device: str = "auto"):
+def _load_for(run: Path, data: Path, label_column: str | None = None, device: str = "auto",
+              sort: bool = False):
     from seqlab.series.estimator import SeriesAutoencoder
 
     est = SeriesAutoencoder.load(run, device=device)
-    series_data = est.read_data(data, extra_columns=[label_column] if label_column else [])
+    series_data = _sorted_note(est.read_data(
+        data, extra_columns=[label_column] if label_column else [], sort=sort))
     if label_column and label_column in series_data.columns:
         raise UserError(f"{data}: label column {label_column!r} is one of the model's inputs")
     return est, series_data
@@ -217,10 +235,11 @@ def _load_for(run: Path, data: Path, label_column: str | None = None, device: st
 @click.option("--calibrate", is_flag=True,
               help="LABELLED calibration: set the threshold to the best point-F1 one against "
                    "--label-column (uses ground truth; reported as such; RUN is not changed).")
+@sort_option
 @device_option()
 def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               plot_path: Path | None, min_gap: int | None, label_column: str | None,
-              calibrate: bool, device: str) -> None:
+              calibrate: bool, sort: bool, device: str) -> None:
     """Score DATA with the model in RUN: per-point anomaly scores, flags and events."""
     from seqlab.series.plots import plot_anomalies
     from seqlab.series.scoring import event_peaks
@@ -228,7 +247,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     _check_outputs(output, events_path, plot_path)
     if calibrate and not label_column:
         raise UserError("--calibrate needs --label-column (the known anomalies to calibrate on)")
-    est, sd = _load_for(run, data, label_column, device)
+    est, sd = _load_for(run, data, label_column, device, sort)
     scores = est.score_samples(sd)                                           # (N,)
     if calibrate:
         from seqlab.series.scoring import calibrated_threshold
@@ -251,6 +270,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     frame["score"] = scores
     frame["is_anomaly"] = flags.astype(int)
     # Everything is computed before the first file is written.
+    notes = [replaced_note(p) for p in (output, events_path, plot_path) if p is not None]
     fig = None
     if plot_path is not None:
         labels = sd.extra[label_column] > 0 if label_column else None
@@ -270,9 +290,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     if fig is not None:
         save_figure_atomic(fig, plot_path, dpi=110)
     click.echo(f"{len(scores)} points scored, {int(flags.sum())} in events (threshold "
-               f"{est.threshold_:.4g}), {len(events)} event(s); wrote {output}"
-               + (f", {events_path}" if events_path else "")
-               + (f", {plot_path}" if plot_path else ""))
+               f"{est.threshold_:.4g}), {len(events)} event(s); " + ", ".join(notes))
 
 
 @series.command("embed")
@@ -292,14 +310,16 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               help="latent: the bottleneck z; states: the encoder's final h and c of every "
                    "layer; pooled: mean and max over time of the encoder's states (best for "
                    "classifying shapes) [default: the model's setting].")
+@sort_option
 @device_option()
 def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path: Path | None,
-              label_column: str | None, embedding: str | None, device: str) -> None:
+              label_column: str | None, embedding: str | None, sort: bool,
+              device: str) -> None:
     """Feature vectors of the windows of DATA (the autoencoder's latent unless --embedding)."""
     from seqlab.series.plots import plot_embeddings
 
     _check_outputs(output, plot_path)
-    est, sd = _load_for(run, data, label_column, device)
+    est, sd = _load_for(run, data, label_column, device, sort)
     if stride is not None:
         est.stride = stride
     if embedding is not None:
@@ -319,13 +339,13 @@ def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path
         if np.isfinite(labels).all() and (labels == np.round(labels)).all():
             labels = labels.astype(np.int64)  # class ids, not 0.0/1.0
         frame["label"] = labels
+    notes = [replaced_note(p) for p in (output, plot_path) if p is not None]
     fig = plot_embeddings(Z, labels, title=f"{data.name}: {len(Z)} window embeddings") \
         if plot_path is not None else None
     _write_csv(frame, output)
     if fig is not None:
         save_figure_atomic(fig, plot_path, dpi=110)
-    click.echo(f"{len(Z)} windows x {Z.shape[1]} features; wrote {output}"
-               + (f", {plot_path}" if plot_path else ""))
+    click.echo(f"{len(Z)} windows x {Z.shape[1]} features; " + ", ".join(notes))
 
 
 __all__ = ["series"]

@@ -30,6 +30,7 @@ from seqlab.cli.options import (
 )
 from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
+from seqlab.validate import replaced_note
 
 
 @click.group(cls=UserErrorGroup)
@@ -252,9 +253,10 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
             if not r.tgt_tokens:
                 click.echo(f"no attention plot for {s!r}: empty translation", err=True)
                 continue
+            note = replaced_note(path)
             plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
                            title=f"{s}  ->  {r.text}")
-            click.echo(f"attention plot: {path}", err=True)
+            click.echo(f"attention plot: {note}", err=True)
 
 
 @translate.command(name="eval")

@@ -262,10 +262,12 @@ class SeriesAutoencoder(BaseEstimator):
                             f"window ({self.window})")
         return "series", values, data
 
-    def read_data(self, X, extra_columns: tuple[str, ...] | list[str] = ()) -> SeriesData:
+    def read_data(self, X, extra_columns: tuple[str, ...] | list[str] = (),
+                  sort: bool = False) -> SeriesData:
         """Read a series for this fitted model: the model's columns (by name when it was
         trained on named columns), with a clear error when the data does not match.
-        extra_columns: CSV columns to return in `.extra` (e.g. labels)."""
+        extra_columns: CSV columns to return in `.extra` (e.g. labels). sort: a CSV's rows
+        are sorted by timestamp (else rows out of order are an error)."""
         self._fitted()
         if isinstance(X, str | os.PathLike):
             path = Path(X)
@@ -277,7 +279,7 @@ class SeriesAutoencoder(BaseEstimator):
                                 f" (file has {', '.join(header)})")
             data = read_series_csv(path,
                                    columns=self.columns_ if self.columns_from_names_ else None,
-                                   extra_columns=extra_columns)
+                                   extra_columns=extra_columns, sort=sort)
         elif isinstance(X, pd.DataFrame) and self.columns_from_names_:
             names = [str(c) for c in X.columns]
             missing = [c for c in self.columns_ if c not in names]
