@@ -269,3 +269,108 @@ def test_real_process_exit_status_2_one_line(world, tmp_path, template):
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
     assert "Traceback" not in p.stderr
+
+
+# ---- the Python APIs: the same kinds of bad input raise a one-line UserError -----------------
+
+def _tr(w):
+    from seqlab.translate.api import Translator
+
+    return Translator.load(w["tr"], device="cpu")
+
+
+def _cap(w):
+    from seqlab.caption.api import Captioner
+
+    return Captioner.load(w["cap"], device="cpu")
+
+
+def _corpus(w):
+    from seqlab.translate.data import read_tsv
+
+    return read_tsv(w["corpus"])
+
+
+def _api(name: str):
+    """Import `module:attr` lazily (the table is built at collection time)."""
+    module, attr = name.split(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)
+
+
+NAN = float("nan")
+API_CASES = [
+    ("translator-load-missing", lambda w: _api("seqlab.translate.api:Translator").load(
+        w["missing"]), "missing"),
+    ("translator-load-trunc", lambda w: _api("seqlab.translate.api:Translator").load(
+        w["tr_trunc"]), "model.safetensors"),
+    ("translator-load-badtype", lambda w: _api("seqlab.translate.api:Translator").load(
+        w["tr_badtype"]), "embedding_dim"),
+    ("translate-max-new-0", lambda w: _tr(w).translate("hi", max_new_tokens=0), "max_new_tokens"),
+    ("translate-max-new-neg", lambda w: _tr(w).translate("hi", max_new_tokens=-2),
+     "max_new_tokens"),
+    ("translate-max-new-huge", lambda w: _tr(w).translate("hi", max_new_tokens=10**9),
+     "max_new_tokens"),
+    ("translate-beams-0", lambda w: _tr(w).translate("hi", num_beams=0), "num_beams"),
+    ("translate-batch-0", lambda w: _tr(w).translate("hi", batch_size=0), "batch_size"),
+    ("translate-penalty-nan", lambda w: _tr(w).translate("hi", length_penalty=NAN),
+     "length_penalty"),
+    ("translate-nbest", lambda w: _tr(w).translate("hi", num_beams=2, num_return_sequences=3),
+     "num_return_sequences"),
+    ("translate-not-str", lambda w: _tr(w).translate(["hi", None]), "sentences[1]"),
+    ("translate-eval-limit-0", lambda w: _tr(w).evaluate(_corpus(w), limit=0), "limit"),
+    ("captioner-load-trunc", lambda w: _api("seqlab.caption.api:Captioner").load(
+        w["cap_trunc"]), "model.safetensors"),
+    ("caption-bomb", lambda w: _cap(w).caption(w["bomb"]), "pixels"),
+    ("caption-big-pil", lambda w: _cap(w).caption(
+        __import__("PIL.Image").Image.new("1", (8000, 8000))), "pixels"),
+    ("caption-notimage", lambda w: _cap(w).caption(w["notimage"]), "not an image"),
+    ("caption-dir", lambda w: _cap(w).caption(w["dir"]), "dir"),
+    ("caption-beams-0", lambda w: _cap(w).caption(w["img"], num_beams=0), "num_beams"),
+    ("caption-batch-0", lambda w: _cap(w).caption(w["img"], batch_size=0), "batch_size"),
+    ("caption-not-image", lambda w: _cap(w).caption([123]), "images[0]"),
+    ("caption-eval-limit-0", lambda w: _cap(w).evaluate(_cap(w).test_split("train"), limit=0),
+     "limit"),
+    ("series-load-trunc", lambda w: _api("seqlab.series.estimator:SeriesAutoencoder").load(
+        w["ser_trunc"]), "model.safetensors"),
+    ("series-load-badjson", lambda w: _api("seqlab.series.estimator:SeriesAutoencoder").load(
+        w["ser_badjson"]), "config.json"),
+    ("series-csv-latin1", lambda w: _api("seqlab.series.io:read_series_csv")(w["latin1_csv"]),
+     "line 3"),
+    ("series-csv-dir", lambda w: _api("seqlab.series.io:read_series_csv")(w["dircsv"]),
+     "directory"),
+    ("series-csv-unsorted", lambda w: _api("seqlab.series.io:read_series_csv")(
+        w["unsorted_csv"]), "line 23"),
+    ("series-csv-dup-sorted", lambda w: _api("seqlab.series.io:read_series_csv")(
+        w["dupts_csv"], sort=True), "more than once"),
+    ("train-config-steps", lambda w: _api("seqlab.training.loop:TrainConfig")(max_steps=-1),
+     "max_steps"),
+    ("train-config-lr-nan", lambda w: _api("seqlab.training.loop:TrainConfig")(lr=NAN), "lr"),
+    ("train-config-budget-0", lambda w: _api("seqlab.training.loop:TrainConfig")(
+        time_budget_min=0), "time_budget_min"),
+    ("train-config-batch-0", lambda w: _api("seqlab.training.loop:TrainConfig")(
+        batch_tokens=0), "batch_tokens"),
+    ("train-config-type", lambda w: _api("seqlab.training.loop:TrainConfig")(
+        eval_every="often"), "eval_every"),
+    ("data-config-vocab", lambda w: _api("seqlab.translate.train:DataConfig")(vocab_size=10),
+     "vocab_size"),
+    ("caption-data-config-size", lambda w: _api("seqlab.caption.data:CaptionDataConfig")(
+        image_size=12), "image_size"),
+    ("train-translator-corpus-dir", lambda w: _api("seqlab.translate.train:train_translator")(
+        w["new"], data_cfg=_api("seqlab.translate.train:DataConfig")(corpus=w["dir"]),
+        progress=False, echo=lambda s: None), "dir"),
+]
+
+
+@pytest.mark.parametrize("case_id, call, fragment", API_CASES, ids=[c[0] for c in API_CASES])
+def test_api_bad_input_is_a_user_error_and_changes_nothing(world, case_id, call, fragment):
+    from seqlab.errors import UserError
+
+    root, w = world
+    before = snapshot(root)
+    with pytest.raises(UserError) as info:
+        call(w)
+    message = str(info.value)
+    assert "\n" not in message and fragment.lower() in message.lower(), message
+    assert snapshot(root) == before
