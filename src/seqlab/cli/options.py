@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,7 +82,7 @@ class OutputFile(click.Path):
                 ctx: click.Context | None) -> Any:
         from seqlab.validate import FIGURE_SUFFIXES, output_file_problem
 
-        path = super().convert(value, param, ctx)
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
         problem = output_file_problem(path)
         if problem is None and self.figure and path.suffix.lower() not in ("", *FIGURE_SUFFIXES):
             problem = f"expected a .png, .svg or .pdf file name, got {path.suffix!r}"
@@ -100,7 +101,7 @@ class OutputDir(click.Path):
                 ctx: click.Context | None) -> Any:
         from seqlab.validate import output_dir_problem
 
-        path = super().convert(value, param, ctx)
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
         problem = output_dir_problem(path)
         if problem is not None:
             self.fail(f"{path}: {problem}.", param, ctx)
