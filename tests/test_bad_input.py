@@ -374,3 +374,39 @@ def test_api_bad_input_is_a_user_error_and_changes_nothing(world, case_id, call,
     message = str(info.value)
     assert "\n" not in message and fragment.lower() in message.lower(), message
     assert snapshot(root) == before
+
+
+# ---- input made usable, and said so --------------------------------------------------------
+
+def test_sort_reports_moved_rows_and_fills_are_counted(world, tmp_path):
+    _, w = world
+    r = CliRunner().invoke(main, _argv(f"series fit {{unsorted_csv}} --columns a --sort --out "
+                                       f"{tmp_path / 'run'} {FIT}", w))
+    assert r.exit_code == 0, r.output
+    assert "sorted by timestamp: 2 row(s) moved" in r.stderr
+    gaps = tmp_path / "gaps.csv"
+    text = Path(w["csv"]).read_text().splitlines()
+    for i in (5, 9, 10):          # empty value cells on file lines 5, 9, 10
+        fields = text[i - 1].split(",")
+        fields[1] = ""
+        text[i - 1] = ",".join(fields)
+    gaps.write_text("\n".join(text) + "\n")
+    r = CliRunner().invoke(main, ["series", "score", w["ser"], str(gaps), "-o",
+                                  str(tmp_path / "s.csv")])
+    assert r.exit_code == 0, r.output
+    assert "warning: filled 3 missing or infinite value(s)" in r.stderr
+    assert "line 5)" in r.stderr and "wrote" in r.stdout
+    r = CliRunner().invoke(main, ["series", "score", w["ser"], str(gaps), "-o",
+                                  str(tmp_path / "s.csv")])
+    assert r.exit_code == 0 and f"replaced {tmp_path / 's.csv'}" in r.stdout, r.output
+
+
+def test_a_one_megabyte_line_is_truncated_with_a_warning(world, tmp_path):
+    _, w = world
+    line = tmp_path / "long.txt"
+    line.write_text("I see two red cats . " * 50_000 + "\nI see one dog .\n")
+    r = CliRunner().invoke(main, ["translate", "run", w["tr"], "-i", str(line), "--num-beams",
+                                  "1", "--max-new-tokens", "5"])
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 2
+    assert "warning: 1 sentence(s) longer than 512 subwords truncated" in r.stderr

@@ -26,6 +26,8 @@ from seqlab.cli.options import POSITIVE_FLOAT, OutputDir, device_option
 @device_option(help_extra=" For the translator (the gates and series parts are tiny: CPU).")
 def demo(out_dir: Path, minutes: float, skip: tuple[str, ...], device: str) -> None:
     """Run the built-in demo: gates, anomaly detection, translation with attention."""
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        click.echo(f"{out_dir} exists: the demo's files in it are replaced", err=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if "gates" not in skip:
