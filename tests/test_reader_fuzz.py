@@ -112,7 +112,7 @@ def _png(w: int, h: int, mode: str) -> bytes:
 @FUZZ
 @given(st.one_of(st.binary(max_size=400),
                  st.tuples(st.integers(1, 40), st.integers(1, 40),
-                           st.sampled_from(["RGB", "RGBA", "L", "P", "1", "I"]),
+                           st.sampled_from(["RGB", "RGBA", "L", "P", "1", "I;16", "LA"]),
                            st.integers(0, 400), st.binary(max_size=16))
                  .map(lambda t: (_png(t[0], t[1], t[2])[: t[3]] + t[4]) if t[3] else
                       _png(t[0], t[1], t[2]))))
