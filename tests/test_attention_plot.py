@@ -86,8 +86,10 @@ def test_plot_shape_mismatch_names_both():
 
 
 def test_failed_save_leaves_nothing(tmp_path):
+    from seqlab.errors import UserError
+
     out = tmp_path / "attn.notaformat"
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="expected a .png, .svg or .pdf"):
         plot_attention(_real_weights(), SRC, TGT, out_path=out)
     assert list(tmp_path.iterdir()) == []
 

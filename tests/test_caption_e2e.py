@@ -186,5 +186,5 @@ def test_cli_model_flags(tmp_path: Path) -> None:
     r = runner.invoke(main, ["caption", "train", "--data", str(tmp_path / "none"), "--out",
                              str(tmp_path / "run"), "--hidden-size", "0"])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
-    assert "CaptionerConfig.hidden_size: expected a positive int" in r.output
+    assert "'--hidden-size': 0 is not in the range" in r.output
     assert not (tmp_path / "run").exists()

@@ -170,7 +170,7 @@ def test_model_flags_are_the_config_fields(trained_run, tmp_path):
     new_cfg = json.loads((new / "config.json").read_text())
     assert new_cfg["model"] == old_cfg["model"]
     for args, needle in (
-        (["--decoder-hidden-size", "0"], "Seq2SeqConfig.decoder_hidden_size: expected a positive"),
+        (["--decoder-hidden-size", "0"], "'--decoder-hidden-size': 0 is not in the range"),
         (["--hidden", "16", "--decoder-hidden-size", "8"], "--hidden is the old spelling"),
         (["--attention", "dot", "--encoder-hidden-size", "8", "--decoder-hidden-size", "32"],
          "'dot' needs decoder_hidden_size == 2 * encoder_hidden_size"),

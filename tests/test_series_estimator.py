@@ -198,8 +198,12 @@ def test_missing_values_policy():
     x[50, 0] = np.nan
     with pytest.raises(UserError, match="array row 50: column '0': NaN/empty"):
         SeriesAutoencoder(**dict(SMALL, missing="error")).fit(x)
-    est = SeriesAutoencoder(**SMALL).fit(x)
-    assert np.isfinite(est.score_samples(x)).all()
+    from seqlab.errors import InputWarning
+
+    with pytest.warns(InputWarning, match=r"filled 1 missing .*array row 50"):
+        est = SeriesAutoencoder(**SMALL).fit(x)
+    with pytest.warns(InputWarning):
+        assert np.isfinite(est.score_samples(x)).all()
 
 
 def test_bad_input_api():

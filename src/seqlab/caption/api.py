@@ -32,6 +32,7 @@ from seqlab.device import model_device, resolve_device
 from seqlab.errors import UserError
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import SubwordTokenizer, TokenizerPair
+from seqlab.validate import check_decoding, check_int
 
 WORD_START = "\u2581"   # sentencepiece's word-boundary mark
 
@@ -95,8 +96,7 @@ def caption_tensor(model: CaptionModel, tok: SubwordTokenizer, images: torch.Ten
                    length_penalty: float = 1.0, return_attention: bool = False,
                    num_return_sequences: int = 1, batch_size: int = 64) -> list[Caption]:
     """Caption images (N, 3, S, S) in [0, 1], in batches; results in input order."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_decoding(num_beams, max_new_tokens, length_penalty, batch_size, num_return_sequences)
     was_training = model.training
     model.eval()
     G = model.cfg.grid
@@ -177,7 +177,7 @@ class Captioner:
                     and im.dtype == np.uint8:
                 out[i] = to_rgb(Image.fromarray(im), S, where=f"images[{i}]")
             else:
-                raise ValueError(f"images[{i}]: expected a path, a PIL image or an (H, W, 3|4) "
+                raise UserError(f"images[{i}]: expected a path, a PIL image or an (H, W, 3|4) "
                                  f"uint8 array, got {type(im).__name__}")
         return out
 
@@ -202,6 +202,8 @@ class Captioner:
                  length_penalty: float = 1.0, limit: int | None = None) -> dict[str, Any]:
         """sacreBLEU BLEU/chrF against each image's first caption (with signatures), and the
         exact-match rate against any of its captions."""
+        if limit is not None:
+            check_int("limit", limit)
         ds = dataset if limit is None else dataset.subset(range(min(limit, len(dataset))))
         if len(ds) == 0:
             raise UserError(f"{ds.source or 'dataset'}: no images to evaluate")

@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from seqlab.caption.emoji import prepare_emoji
 from seqlab.errors import UserError
+from seqlab.validate import MAX_IMAGE_PIXELS, MIN_VOCAB_SIZE, check_fields, check_float
 
 TSV_NAME = "captions.tsv"
 SPLITS = ("random", "grouped")
@@ -93,6 +94,7 @@ def to_rgb(img: Any, size: int, where: str = "image") -> np.ndarray:
     """A PIL image of any mode -> (size, size, 3) uint8 RGB; transparency composited on white."""
     if not isinstance(img, Image.Image):
         raise ValueError(f"{where}: expected a PIL.Image.Image, got {type(img).__name__}")
+    check_image_size(img.size, where)
     if img.mode == "P":  # palette: its transparency (if any) becomes an alpha channel
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
@@ -110,17 +112,29 @@ def to_rgb(img: Any, size: int, where: str = "image") -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
+def check_image_size(size: tuple[int, int], where: str) -> None:
+    """What one image may cost: at most `MAX_IMAGE_PIXELS` (width x height) before decoding."""
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise UserError(f"{where}: {w}x{h} = {w * h:,} pixels, more than the "
+                        f"{MAX_IMAGE_PIXELS:,} pixels allowed for one image")
+
+
 def load_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """Read an image file -> (size, size, 3) uint8 RGB. Bad files -> UserError naming them."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: image file not found")
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:     # reads the header only
+            check_image_size(img.size, str(path))
             img.load()
             return to_rgb(img, size, where=str(path))
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (Pillow cannot identify it)") from None
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: declares more than {MAX_IMAGE_PIXELS:,} pixels "
+                        "(limit for one image)") from None
     except (OSError, SyntaxError, ValueError) as err:  # truncated/corrupt data
         raise UserError(f"{path}: unreadable image ({err})") from None
 
@@ -267,6 +281,17 @@ class CaptionDataConfig:
     split_seed: int = 1234
     vocab_size: int = 1000
     image_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"vocab_size": (int, MIN_VOCAB_SIZE), "image_size": (int, 8),
+                            "split_seed": (int, 0)})
+        check_float("CaptionDataConfig.test_frac", self.test_frac, 0.0, open_min=False,
+                    maximum=1.0, open_max=True)
+        check_float("CaptionDataConfig.dev_frac", self.dev_frac, 0.0, open_min=False,
+                    maximum=1.0, open_max=True)
+        if self.image_size % 8:
+            raise UserError(f"CaptionDataConfig.image_size={self.image_size}: expected a "
+                            "positive multiple of 8")
 
 
 def load_dataset(data_cfg: CaptionDataConfig) -> CaptionDataset:

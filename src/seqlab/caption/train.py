@@ -32,7 +32,12 @@ from seqlab.text.batching import make_batches
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair, vocabulary_note
 from seqlab.training import distributed
-from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
+from seqlab.training.checkpoint import (
+    CONFIG_FILE,
+    check_run_dir,
+    new_run_cleanup,
+    seed_everything,
+)
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 
 __all__ = ["TrainConfig", "default_train_config", "pad_captions", "train_captioner"]
@@ -91,7 +96,8 @@ def train_captioner(out_dir: str | Path,
         mcfg = replace(model_cfg or CaptionerConfig(), image_size=data_cfg.image_size)
     check_run_dir(out, resume)
     # under torchrun: one of several processes (seqlab.training.distributed)
-    with distributed.session(train_cfg.device) as dist, torch_threads(train_cfg.threads):
+    with (distributed.session(train_cfg.device) as dist, torch_threads(train_cfg.threads),
+          new_run_cleanup(out, resume)):
         echo = dist.echo(echo)
         seed_everything(train_cfg.seed)
         if splits is None:

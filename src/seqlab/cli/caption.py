@@ -13,7 +13,13 @@ from pathlib import Path
 
 import click
 
+from seqlab.cli.group import UserErrorGroup
 from seqlab.cli.options import (
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    VOCAB_SIZE,
+    OutputDir,
+    OutputFile,
     decay_steps_option,
     device_option,
     numbered_path,
@@ -25,7 +31,7 @@ from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
 
 
-@click.group()
+@click.group(cls=UserErrorGroup)
 def caption() -> None:
     """Image in, text out: an attention captioner that shows where it looked."""
 
@@ -34,34 +40,35 @@ def caption() -> None:
 @click.option("--data", default="emoji", show_default=True,
               help="'emoji' (the built-in emoji set, fetched once with npm) or a folder with "
                    "captions.tsv (lines 'filename<TAB>caption[<TAB>group]') or a .tsv file.")
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=OutputDir(),
               help="Run directory (config.json, model.safetensors, tokenizer/, log).")
 @click.option("--split", type=click.Choice(["random", "grouped"]), default="random",
               show_default=True, help="Held-out split: random images, or whole groups.")
 @time_budget_option("Stop after this many minutes of training in total (with --resume, "
                     "earlier sessions count).")
-@click.option("--max-steps", type=int, default=None, help="Stop after this many updates.")
+@click.option("--max-steps", type=POSITIVE_INT, default=None, help="Stop after this many updates.")
 @decay_steps_option
 @click.option("--attention", default="additive", show_default=True,
               type=click.Choice(ATTENTION_KINDS))
-@click.option("--embedding-dim", type=int, default=None,
+@click.option("--embedding-dim", type=POSITIVE_INT, default=None,
               help="Caption embedding size [default: CaptionerConfig's, 128].")
-@click.option("--hidden-size", type=int, default=None,
+@click.option("--hidden-size", type=POSITIVE_INT, default=None,
               help="Decoder LSTM size [default: CaptionerConfig's, 256].")
-@click.option("--attn-dim", type=int, default=None,
+@click.option("--attn-dim", type=POSITIVE_INT, default=None,
               help="additive: score MLP size; multihead: projection size "
                    "[default: CaptionerConfig's, 128].")
-@click.option("--num-heads", type=int, default=None,
+@click.option("--num-heads", type=POSITIVE_INT, default=None,
               help="multihead only [default: 4 with multihead, else 1].")
-@click.option("--vocab-size", type=int, default=1000, show_default=True,
+@click.option("--vocab-size", type=VOCAB_SIZE, default=1000, show_default=True,
               help="Sentencepiece vocabulary (>= 300: 260 pieces are specials and bytes).")
-@click.option("--image-size", type=int, default=64, show_default=True,
+@click.option("--image-size", type=POSITIVE_INT, default=64, show_default=True,
               help="Images are resized to this square size (multiple of 8; size/8 regions a side).")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True)
-@click.option("--eval-every", type=int, default=150, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True)
+@click.option("--lr", type=POSITIVE_FLOAT, default=3e-3, show_default=True)
+@click.option("--eval-every", type=POSITIVE_INT, default=150, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@click.option("--threads", type=POSITIVE_INT, default=None,
+              help="torch threads (default: torch's).")
 @precision_option
 @device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
@@ -117,8 +124,8 @@ def train(data: str, out_dir: Path, split: str, time_budget: float | None, max_s
 @caption.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--beams", type=int, default=5, show_default=True)
-@click.option("--attention-plot", type=click.Path(path_type=Path), default=None,
+@click.option("--beams", type=POSITIVE_INT, default=5, show_default=True)
+@click.option("--attention-plot", type=OutputFile(figure=True), default=None,
               help="Save the attention strip here (several images: FILE-1.png, FILE-2.png...).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
 @device_option()
@@ -137,6 +144,8 @@ def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Pat
         plot = None
         if attention_plot is not None and c.image is not None and c.word_attention is not None:
             plot = numbered_path(attention_plot, i, len(images))
+            if plot.exists():
+                click.echo(f"replaced {plot}", err=True)
             plot_attention_strip(c.image, c.words, c.word_attention, plot,
                                  title=f"{path.name}: {c.text}")
         if as_json:
@@ -150,8 +159,8 @@ def run(run_dir: Path, images: tuple[Path, ...], beams: int, attention_plot: Pat
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--split-name", type=click.Choice(["test", "dev"]), default="test",
               show_default=True, help="Which of the run's held-out splits.")
-@click.option("--beams", type=int, default=5, show_default=True)
-@click.option("--limit", type=int, default=None, help="Only the first N images.")
+@click.option("--beams", type=POSITIVE_INT, default=5, show_default=True)
+@click.option("--limit", type=POSITIVE_INT, default=None, help="Only the first N images.")
 @device_option()
 def evaluate(run_dir: Path, split_name: str, beams: int, limit: int | None, device: str) -> None:
     """BLEU, chrF (sacreBLEU) and exact match on the run's held-out split."""

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import device_option, quiet_option, time_budget_option
+from seqlab.cli.options import OutputDir, device_option, quiet_option, time_budget_option
 from seqlab.translate.demo import DEMO_STEPS
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo_out"),
+@click.option("--out", "out_dir", type=OutputDir(), default=Path("demo_out"),
               show_default=True, help="Directory for the pictures and runs.")
 @click.option("--steps", type=click.IntRange(min=1), default=DEMO_STEPS, show_default=True,
               help="Training steps of the translator: the same result on any machine (a slow "
@@ -37,6 +37,8 @@ from seqlab.translate.demo import DEMO_STEPS
 def demo(out_dir: Path, steps: int, fresh: bool, time_budget: float | None,
          skip: tuple[str, ...], quiet: bool, device: str) -> None:
     """Run the built-in demo: gates, anomaly detection, translation with attention."""
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        click.echo(f"{out_dir} exists: the demo's files in it are replaced", err=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     echo = click.echo

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import device_option
+from seqlab.cli.options import NONNEG_INT, OutputFile, device_option
 from seqlab.errors import UserError
 from seqlab.gates import (
     FIGURE_SUFFIXES,
@@ -30,6 +30,7 @@ from seqlab.gates import (
     sequence_run,
     trained_run,
 )
+from seqlab.validate import replaced_note
 
 
 def parse_units(text: str | None) -> list[int] | None:
@@ -55,10 +56,10 @@ def parse_units(text: str | None) -> list[int] | None:
               help="LSTM weights (.safetensors, torch.nn.LSTM names) instead of training.")
 @click.option("--units", default=None,
               help="Units for the C/h line plots, e.g. 0,3,5 (default: the 4 most active).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("gates.png"),
+@click.option("-o", "--output", type=OutputFile(), default=Path("gates.png"),
               show_default=True, help="Picture to write: .png, .svg or .pdf.")
-@click.option("--layer", type=int, default=0, show_default=True, help="Layer to draw.")
-@click.option("--direction", type=int, default=0, show_default=True,
+@click.option("--layer", type=NONNEG_INT, default=0, show_default=True, help="Layer to draw.")
+@click.option("--direction", type=click.IntRange(0, 1), default=0, show_default=True,
               help="Direction to draw (1 = reverse, for bidirectional weights).")
 @click.option("--hidden-size", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Units of the LSTM trained on your input (without --weights).")
@@ -68,7 +69,7 @@ def parse_units(text: str | None) -> list[int] | None:
               help="Draw at most this many time steps (from the start).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the training (initial weights and batches).")
-@click.option("--save-weights", type=click.Path(path_type=Path), default=None,
+@click.option("--save-weights", type=OutputFile(), default=None,
               help="Also save the trained LSTM (.safetensors) for later --weights use.")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
               help="A trained seqlab run directory (series autoencoder: with --csv; "
@@ -91,6 +92,7 @@ def gates(text: str | None, csv_path: Path | None, column: str | None, weights: 
     if column is not None and csv_path is None:
         raise UserError("--column: only used with --csv FILE")
     unit_list = parse_units(units)
+    notes = [replaced_note(output)] + ([replaced_note(save_weights)] if save_weights else [])
     if model_dir is not None:
         if weights is not None or column is not None:
             raise UserError("--model: the run directory fixes the weights and columns; drop "
@@ -104,4 +106,4 @@ def gates(text: str | None, csv_path: Path | None, column: str | None, weights: 
         run, _ = sequence_run(text, csv_path, column, weights, hidden_size, train_steps, seed,
                               max_steps, save_weights, device)
     draw_run(run, output, layer=layer, direction=direction, units=unit_list)
-    click.echo(f"wrote {output}")
+    click.echo("; ".join(notes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,8 +80,8 @@ def renamed_option(new: str, old: str, dest: str, note: str = "",
 
 def time_budget_option(help_text: str, note: str = "") -> Callable[[F], F]:
     """`--time-budget MINUTES` (old spelling: --minutes)."""
-    return renamed_option("--time-budget", "--minutes", "time_budget", note=note, type=float,
-                          help=help_text)
+    return renamed_option("--time-budget", "--minutes", "time_budget", note=note,
+                          type=POSITIVE_FLOAT, help=help_text)
 
 
 quiet_option = renamed_option("--quiet", "--no-progress", "quiet", is_flag=True,
@@ -91,3 +92,69 @@ def numbered_path(base: Path, i: int, n: int) -> Path:
     """The i-th (0-based) of n output files: `base` itself when n == 1, else FILE-1.png,
     FILE-2.png, ... (every command that writes one picture per input names them so)."""
     return base if n == 1 else base.with_name(f"{base.stem}-{i + 1}{base.suffix or '.png'}")
+
+
+# ---- checked value types: a bad value is refused where it enters, before any work ------------
+
+POSITIVE_INT = click.IntRange(min=1)      # counts: steps, sizes, beams, batch sizes, limits
+VOCAB_SIZE = click.IntRange(min=300)      # seqlab.validate.MIN_VOCAB_SIZE (byte fallback)
+NONNEG_INT = click.IntRange(min=0)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses NaN and +-inf (click's FloatRange lets inf through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+POSITIVE_FLOAT = FiniteFloat(min=0, min_open=True)   # rates, time budgets (minutes)
+NONNEG_FLOAT = FiniteFloat(min=0)
+FRACTION = FiniteFloat(min=0, max=1, max_open=True)  # dropout, label smoothing
+
+
+class OutputFile(click.Path):
+    """A file the command will write: refused at once (before any work) when it is an existing
+    directory, sits under a regular file, or in a folder that cannot be written; a picture
+    (`figure=True`) also needs a .png, .svg or .pdf name (or no suffix: PNG)."""
+
+    def __init__(self, figure: bool = False) -> None:
+        super().__init__(dir_okay=True, path_type=Path)
+        self.figure = figure
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from seqlab.validate import FIGURE_SUFFIXES, output_file_problem
+
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        problem = output_file_problem(path)
+        if problem is None and self.figure and path.suffix.lower() not in ("", *FIGURE_SUFFIXES):
+            problem = f"expected a .png, .svg or .pdf file name, got {path.suffix!r}"
+        if problem is not None:
+            self.fail(f"{path}: {problem}.", param, ctx)
+        return path
+
+
+class OutputDir(click.Path):
+    """A directory the command will create or write into (a run directory, the demo's)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        from seqlab.validate import output_dir_problem
+
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        problem = output_dir_problem(path)
+        if problem is not None:
+            self.fail(f"{path}: {problem}.", param, ctx)
+        return path

@@ -20,9 +20,10 @@ import pandas as pd
 
 from seqlab.cli.export import backend_option
 from seqlab.cli.group import UserErrorGroup
-from seqlab.cli.options import device_option
+from seqlab.cli.options import FRACTION, POSITIVE_FLOAT, OutputDir, OutputFile, device_option
 from seqlab.errors import UserError
 from seqlab.io import atomic_path, save_figure_atomic
+from seqlab.validate import replaced_note
 
 
 @click.group(cls=UserErrorGroup)
@@ -42,9 +43,21 @@ def _check_outputs(*paths: Path | None) -> None:
             raise UserError(f"{p}: is a directory, expected a file path")
 
 
+sort_option = click.option(
+    "--sort", is_flag=True,
+    help="Sort the rows by timestamp (and say how many moved); without it, a row whose "
+         "timestamp is not after the previous row's is an error naming its line.")
+
+
+def _sorted_note(series_data):
+    if series_data.rows_moved:
+        click.echo(f"sorted by timestamp: {series_data.rows_moved} row(s) moved", err=True)
+    return series_data
+
+
 @series.command("fit")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", required=True, type=OutputDir(),
               help="Run directory for model.safetensors + config.json.")
 @click.option("--columns", default=None, help="Value columns, comma-separated (default: all "
               "numeric columns except the timestamp).")
@@ -59,16 +72,16 @@ def _check_outputs(*paths: Path | None) -> None:
 @click.option("--latent-size", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--num-layers", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--dropout", default=0.0, show_default=True,
-              type=click.FloatRange(0, 1, max_open=True))
+              type=FRACTION)
 @click.option("--reverse/--no-reverse", "reverse_target", default=True, show_default=True,
               help="Rebuild the window last step first (Srivastava 2015).")
 @click.option("--decoder-input", default="latent", show_default=True,
               type=click.Choice(["latent", "teacher"]))
 @click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--lr", default=1e-3, show_default=True, type=POSITIVE_FLOAT)
 @click.option("--val-fraction", default=0.1, show_default=True,
-              type=click.FloatRange(0, 1, max_open=True))
+              type=FRACTION)
 @click.option("--threshold", default="sigma", show_default=True,
               type=click.Choice(["sigma", "sigma_max", "dynamic", "gaussian", "quantile"]),
               help="sigma: smoothed one-sided error, mean + 4 std on the training data, pruned "
@@ -100,6 +113,7 @@ def _check_outputs(*paths: Path | None) -> None:
               help="Continue the fit in --out (checkpointed at every epoch end) exactly, with "
                    "its stored settings (--epochs may raise the number of epochs); DATA must "
                    "be the same file.")
+@sort_option
 @device_option()
 def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, window: int,
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
@@ -107,45 +121,48 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
             threshold_quantile: float, regression: float, season: str | None,
             log_scale: str | None, missing: str, seed: int, threads: int | None,
-            resume: bool, device: str) -> None:
+            resume: bool, sort: bool, device: str) -> None:
     """Train on DATA (a CSV of normal behaviour) and save the model to --out (the training
     run, with its checkpoint, in --out/training)."""
     from seqlab.series.estimator import TRAINING_DIR, SeriesAutoencoder
     from seqlab.series.io import read_series_csv
-    from seqlab.training.checkpoint import check_run_dir
+    from seqlab.training.checkpoint import check_run_dir, new_run_cleanup
 
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
     run_dir = out_dir / TRAINING_DIR
     check_run_dir(run_dir, resume)
-    if resume:
-        stored = _read_fit_args(run_dir / "config.json")
-        columns, ts = stored["columns"], stored["timestamp"]
-        params = dict(stored["params"], verbose=True)
-        ctx = click.get_current_context()
-        if ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE:
-            params["epochs"] = epochs
-        if ctx.get_parameter_source("device") == click.core.ParameterSource.COMMANDLINE:
-            params["device"] = device
-        series_data = read_series_csv(data, columns=columns, timestamp=ts)
-        est = SeriesAutoencoder(**params)
-        click.echo(f"resuming the fit in {run_dir} with its stored settings "
-                   f"({est.epochs} epochs)")
-        est.fit(series_data, run_dir=run_dir, resume=True)
-    else:
-        ts = None if timestamp.lower() == "none" else timestamp
-        series_data = read_series_csv(data, columns=columns, timestamp=ts)
-        est = _new_estimator(
-            window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
-            num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
-            decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
-            val_fraction=val_fraction, threshold=threshold,
-            threshold_quantile=threshold_quantile, missing=missing, seed=seed, verbose=True,
-            score_stride=score_stride, num_threads=threads, regression=regression,
-            season=season, log_scale=log_scale, device=device)
-        est.fit(series_data, run_dir=run_dir,
-                run_metadata={"columns": columns, "timestamp": ts})
-    est.save(out_dir)
+    with new_run_cleanup(run_dir, resume):   # a refused fit leaves no folder behind
+        if resume:
+            stored = _read_fit_args(run_dir / "config.json")
+            columns, ts = stored["columns"], stored["timestamp"]
+            params = dict(stored["params"], verbose=True)
+            ctx = click.get_current_context()
+            if ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE:
+                params["epochs"] = epochs
+            if ctx.get_parameter_source("device") == click.core.ParameterSource.COMMANDLINE:
+                params["device"] = device
+            series_data = _sorted_note(read_series_csv(data, columns=columns, timestamp=ts,
+                                                      sort=sort))
+            est = SeriesAutoencoder(**params)
+            click.echo(f"resuming the fit in {run_dir} with its stored settings "
+                       f"({est.epochs} epochs)")
+            est.fit(series_data, run_dir=run_dir, resume=True)
+        else:
+            ts = None if timestamp.lower() == "none" else timestamp
+            series_data = _sorted_note(read_series_csv(data, columns=columns, timestamp=ts,
+                                                      sort=sort))
+            est = _new_estimator(
+                window=window, stride=stride, hidden_size=hidden_size, latent_size=latent_size,
+                num_layers=num_layers, dropout=dropout, reverse_target=reverse_target,
+                decoder_input=decoder_input, epochs=epochs, batch_size=batch_size, lr=lr,
+                val_fraction=val_fraction, threshold=threshold,
+                threshold_quantile=threshold_quantile, missing=missing, seed=seed, verbose=True,
+                score_stride=score_stride, num_threads=threads, regression=regression,
+                season=season, log_scale=log_scale, device=device)
+            est.fit(series_data, run_dir=run_dir,
+                    run_metadata={"columns": columns, "timestamp": ts})
+        est.save(out_dir)
     last = est.history_[-1]
     best = min(h["val_loss"] for h in est.history_)
     click.echo(f"trained on {len(series_data.values)} points x {len(est.columns_)} column(s) "
@@ -194,11 +211,12 @@ def _read_fit_args(path: Path) -> dict:
 
 
 def _load_for(run: Path, data: Path, label_column: str | None = None, device: str = "auto",
-              backend: str = "torch"):
+              backend: str = "torch", sort: bool = False):
     from seqlab.series.estimator import SeriesAutoencoder
 
     est = SeriesAutoencoder.load(run, device=device, backend=backend)
-    series_data = est.read_data(data, extra_columns=[label_column] if label_column else [])
+    series_data = _sorted_note(est.read_data(
+        data, extra_columns=[label_column] if label_column else [], sort=sort))
     if label_column and label_column in series_data.columns:
         raise UserError(f"{data}: label column {label_column!r} is one of the model's inputs")
     return est, series_data
@@ -207,11 +225,11 @@ def _load_for(run: Path, data: Path, label_column: str | None = None, device: st
 @series.command("score")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=OutputFile(),
               help="Scores CSV: timestamp (if any), value columns, score, is_anomaly.")
-@click.option("--events", "events_path", default=None, type=click.Path(path_type=Path),
+@click.option("--events", "events_path", default=None, type=OutputFile(),
               help="Events CSV: start, end, start_index, end_index, peak_score.")
-@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+@click.option("--plot", "plot_path", default=None, type=OutputFile(figure=True),
               help="Picture of the series, the score and the events (.png/.svg/.pdf).")
 @click.option("--min-gap", default=None, type=click.IntRange(0),
               help="Merge events fewer than this many points apart [default: window // 2].")
@@ -220,11 +238,12 @@ def _load_for(run: Path, data: Path, label_column: str | None = None, device: st
 @click.option("--calibrate", is_flag=True,
               help="LABELLED calibration: set the threshold to the best point-F1 one against "
                    "--label-column (uses ground truth; reported as such; RUN is not changed).")
+@sort_option
 @device_option()
 @backend_option
 def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               plot_path: Path | None, min_gap: int | None, label_column: str | None,
-              calibrate: bool, device: str, backend: str) -> None:
+              calibrate: bool, sort: bool, device: str, backend: str) -> None:
     """Score DATA with the model in RUN: per-point anomaly scores, flags and events."""
     from seqlab.series.plots import plot_anomalies
     from seqlab.series.scoring import event_peaks
@@ -232,7 +251,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     _check_outputs(output, events_path, plot_path)
     if calibrate and not label_column:
         raise UserError("--calibrate needs --label-column (the known anomalies to calibrate on)")
-    est, sd = _load_for(run, data, label_column, device, backend)
+    est, sd = _load_for(run, data, label_column, device, backend, sort)
     scores = est.score_samples(sd)                                           # (N,)
     if calibrate:
         from seqlab.series.scoring import calibrated_threshold
@@ -255,6 +274,7 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     frame["score"] = scores
     frame["is_anomaly"] = flags.astype(int)
     # Everything is computed before the first file is written.
+    notes = [replaced_note(p) for p in (output, events_path, plot_path) if p is not None]
     fig = None
     if plot_path is not None:
         labels = sd.extra[label_column] > 0 if label_column else None
@@ -274,20 +294,18 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
     if fig is not None and plot_path is not None:   # fig only exists with a plot path
         save_figure_atomic(fig, plot_path, dpi=110)
     click.echo(f"{len(scores)} points scored, {int(flags.sum())} in events (threshold "
-               f"{est.threshold_:.4g}), {len(events)} event(s); wrote {output}"
-               + (f", {events_path}" if events_path else "")
-               + (f", {plot_path}" if plot_path else ""))
+               f"{est.threshold_:.4g}), {len(events)} event(s); " + ", ".join(notes))
 
 
 @series.command("embed")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+@click.option("-o", "--output", required=True, type=OutputFile(),
               help="Embeddings CSV: start, end (timestamps if any), start_index, end_index, "
                    "z0..z{latent-1}.")
 @click.option("--stride", default=None, type=click.IntRange(1),
               help="Step between windows [default: the model's training stride].")
-@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+@click.option("--plot", "plot_path", default=None, type=OutputFile(figure=True),
               help="2-D PCA projection of the embeddings.")
 @click.option("--label-column", default=None,
               help="Column of classes in DATA: a window's class is its last point's class; "
@@ -296,16 +314,17 @@ def score_cmd(run: Path, data: Path, output: Path, events_path: Path | None,
               help="latent: the bottleneck z; states: the encoder's final h and c of every "
                    "layer; pooled: mean and max over time of the encoder's states (best for "
                    "classifying shapes) [default: the model's setting].")
+@sort_option
 @device_option()
 @backend_option
 def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path: Path | None,
-              label_column: str | None, embedding: str | None, device: str,
-              backend: str) -> None:
+              label_column: str | None, embedding: str | None, sort: bool,
+              device: str, backend: str) -> None:
     """Feature vectors of the windows of DATA (the autoencoder's latent unless --embedding)."""
     from seqlab.series.plots import plot_embeddings
 
     _check_outputs(output, plot_path)
-    est, sd = _load_for(run, data, label_column, device, backend)
+    est, sd = _load_for(run, data, label_column, device, backend, sort)
     if stride is not None:
         est.stride = stride
     if embedding is not None:
@@ -325,13 +344,13 @@ def embed_cmd(run: Path, data: Path, output: Path, stride: int | None, plot_path
         if np.isfinite(labels).all() and (labels == np.round(labels)).all():
             labels = labels.astype(np.int64)  # class ids, not 0.0/1.0
         frame["label"] = labels
+    notes = [replaced_note(p) for p in (output, plot_path) if p is not None]
     fig = plot_embeddings(Z, labels, title=f"{data.name}: {len(Z)} window embeddings") \
         if plot_path is not None else None
     _write_csv(frame, output)
     if fig is not None and plot_path is not None:   # fig only exists with a plot path
         save_figure_atomic(fig, plot_path, dpi=110)
-    click.echo(f"{len(Z)} windows x {Z.shape[1]} features; wrote {output}"
-               + (f", {plot_path}" if plot_path else ""))
+    click.echo(f"{len(Z)} windows x {Z.shape[1]} features; " + ", ".join(notes))
 
 
 @series.command("export")

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from seqlab.cli.export import backend_option
+from seqlab.cli.group import UserErrorGroup
 from seqlab.cli.options import (
+    FRACTION,
+    NONNEG_FLOAT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    VOCAB_SIZE,
+    OutputDir,
+    OutputFile,
     decay_steps_option,
     device_option,
     numbered_path,
@@ -26,6 +34,7 @@ from seqlab.cli.options import (
 )
 from seqlab.errors import UserError
 from seqlab.nn.attention import ATTENTION_KINDS
+from seqlab.validate import replaced_note
 
 if TYPE_CHECKING:
     from seqlab.translate.api import Translation
@@ -33,7 +42,7 @@ if TYPE_CHECKING:
 ARCHS = ("lstm", "transformer")   # seqlab.translate.transformer.ARCHS (not imported: CLI startup)
 
 
-@click.group()
+@click.group(cls=UserErrorGroup)
 def translate() -> None:
     """English in, French out: an attention LSTM translator (train, run, eval)."""
 
@@ -54,7 +63,7 @@ def _corpus_arg(corpus: str) -> str:
               help="tatoeba-fra-eng, multi30k, libreoffice-help, a TSV file or SRC,TGT files.")
 @click.option("--src", "src_lang", default="en", show_default=True, help="Source language.")
 @click.option("--tgt", "tgt_lang", default="fr", show_default=True, help="Target language.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", required=True, type=OutputDir(),
               help="Run directory (config, tokenizer, weights, checkpoint, log).")
 @click.option("--data-dir", default=None, help="Where the named corpora live "
               "(default: $SEQLAB_DATA_DIR or ../shared/data).")
@@ -64,57 +73,60 @@ def _corpus_arg(corpus: str) -> str:
                    "Transformer (--d-model, --num-heads, --num-*-layers, --dim-feedforward).")
 @click.option("--attention", type=click.Choice(ATTENTION_KINDS), default="additive",
               show_default=True, help="lstm only.")
-@click.option("--embedding-dim", type=int, default=256, show_default=True,
+@click.option("--embedding-dim", type=POSITIVE_INT, default=256, show_default=True,
               help="Source and target embedding size.")
-@click.option("--encoder-hidden-size", type=int, default=256, show_default=True,
+@click.option("--encoder-hidden-size", type=POSITIVE_INT, default=256, show_default=True,
               help="Encoder LSTM size per direction (the memory is twice as wide).")
-@click.option("--num-encoder-layers", type=int, default=None,
+@click.option("--num-encoder-layers", type=POSITIVE_INT, default=None,
               help="[default: 1 lstm, 3 transformer]")
-@click.option("--num-decoder-layers", type=int, default=3, show_default=True,
+@click.option("--num-decoder-layers", type=POSITIVE_INT, default=3, show_default=True,
               help="transformer only.")
-@click.option("--d-model", type=int, default=256, show_default=True, help="transformer only.")
-@click.option("--dim-feedforward", type=int, default=1024, show_default=True,
+@click.option("--d-model", type=POSITIVE_INT, default=256, show_default=True,
+              help="transformer only.")
+@click.option("--dim-feedforward", type=POSITIVE_INT, default=1024, show_default=True,
               help="transformer only.")
 @click.option("--positions", type=click.Choice(["sinusoidal", "learned"]), default="sinusoidal",
               show_default=True, help="transformer only.")
-@click.option("--decoder-hidden-size", type=int, default=256, show_default=True,
+@click.option("--decoder-hidden-size", type=POSITIVE_INT, default=256, show_default=True,
               help="Decoder LSTM size.")
-@click.option("--attn-dim", type=int, default=None,
+@click.option("--attn-dim", type=POSITIVE_INT, default=None,
               help="additive: score MLP size; multihead: projection size "
                    "(default: --decoder-hidden-size).")
-@click.option("--num-heads", type=int, default=4, show_default=True, help="multihead only.")
-@click.option("--emb", type=int, default=None, hidden=True,
+@click.option("--num-heads", type=POSITIVE_INT, default=4, show_default=True,
+              help="multihead only.")
+@click.option("--emb", type=POSITIVE_INT, default=None, hidden=True,
               help="Old spelling of --embedding-dim.")
-@click.option("--hidden", type=int, default=None, hidden=True,
+@click.option("--hidden", type=POSITIVE_INT, default=None, hidden=True,
               help="Old flag: --encoder-hidden-size and --decoder-hidden-size at once.")
 @click.option("--input-feeding/--no-input-feeding", default=True, show_default=True)
 @click.option("--bridge/--no-bridge", default=True, show_default=True,
               help="Initial decoder state from the encoder's final state (else zeros).")
 @click.option("--tie-embeddings", is_flag=True, help="Share target embeddings and output layer.")
-@click.option("--dropout", type=float, default=None, help="[default: 0.2 lstm, 0.1 transformer]")
-@click.option("--label-smoothing", type=float, default=0.1, show_default=True)
-@click.option("--vocab-size", type=int, default=8000, show_default=True)
-@click.option("--max-len", type=int, default=100, show_default=True,
+@click.option("--dropout", type=FRACTION, default=None, help="[default: 0.2 lstm, 0.1 transformer]")
+@click.option("--label-smoothing", type=FRACTION, default=0.1, show_default=True)
+@click.option("--vocab-size", type=VOCAB_SIZE, default=8000, show_default=True)
+@click.option("--max-len", type=POSITIVE_INT, default=100, show_default=True,
               help="Drop training pairs with a side longer than this many subwords.")
-@click.option("--batch-tokens", type=int, default=4096, show_default=True,
+@click.option("--batch-tokens", type=POSITIVE_INT, default=4096, show_default=True,
               help="Padded tokens per batch.")
-@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--lr", type=POSITIVE_FLOAT, default=2e-3, show_default=True)
 @time_budget_option("Stop after this many minutes of training in total (with --resume, "
                     "earlier sessions count).")
-@click.option("--max-steps", type=int, default=None)
+@click.option("--max-steps", type=POSITIVE_INT, default=None)
 @decay_steps_option
-@click.option("--max-epochs", type=int, default=100, show_default=True)
-@click.option("--eval-every", type=int, default=500, show_default=True,
+@click.option("--max-epochs", type=POSITIVE_INT, default=100, show_default=True)
+@click.option("--eval-every", type=POSITIVE_INT, default=500, show_default=True,
               help="Dev BLEU every N steps.")
-@click.option("--eval-sentences", type=int, default=500, show_default=True,
+@click.option("--eval-sentences", type=POSITIVE_INT, default=500, show_default=True,
               help="Dev sentences used for the periodic BLEU.")
-@click.option("--patience", type=int, default=8, show_default=True,
+@click.option("--patience", type=POSITIVE_INT, default=8, show_default=True,
               help="Stop after N evaluations without a better dev BLEU.")
 @click.option("--keep-checkpoints", type=int, default=0, show_default=True,
               help="Keep the weights of the last K evaluations (snapshots/) for "
                    "`seqlab translate average`.")
 @click.option("--seed", type=int, default=1234, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@click.option("--threads", type=POSITIVE_INT, default=None,
+              help="torch threads (default: torch's).")
 @precision_option
 @device_option(None, " [default: auto; with --resume: the run's own]")
 @click.option("--skip-bad-lines", is_flag=True, help="Count and skip malformed corpus lines.")
@@ -239,15 +251,15 @@ ensemble_option = click.option(
 @click.argument("sentences", nargs=-1)
 @click.option("-i", "--input", "input_file", default=None,
               help="File with one sentence a line ('-' = stdin).")
-@click.option("--num-beams", type=int, default=5, show_default=True)
-@click.option("--length-penalty", type=float, default=1.0, show_default=True,
+@click.option("--num-beams", type=POSITIVE_INT, default=5, show_default=True)
+@click.option("--length-penalty", type=NONNEG_FLOAT, default=1.0, show_default=True,
               help="GNMT alpha: score / ((5 + len) / 6) ** alpha.")
-@click.option("--max-new-tokens", type=int, default=None,
+@click.option("--max-new-tokens", type=POSITIVE_INT, default=None,
               help="Output length limit (default: 2 x source length + 10).")
-@click.option("--n-best", type=int, default=1, show_default=True,
+@click.option("--n-best", type=POSITIVE_INT, default=1, show_default=True,
               help="Print this many candidates per sentence (tab-separated with scores).")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--attention-plot", type=click.Path(dir_okay=False), default=None,
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True)
+@click.option("--attention-plot", type=OutputFile(figure=True), default=None,
               help="Save the attention heat map (several sentences: FILE-1.png, FILE-2.png...; "
                    "a Transformer also gets one per decoder layer with a map per head: "
                    "FILE-layer1.png, ...).")
@@ -290,9 +302,10 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
             if not r.tgt_tokens:
                 click.echo(f"no attention plot for {s!r}: empty translation", err=True)
                 continue
+            note = replaced_note(path)
             plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out_path=path,
                            title=f"{s}  ->  {r.text}")
-            click.echo(f"attention plot: {path}", err=True)
+            click.echo(f"attention plot: {note}", err=True)
             for layer, heads in enumerate(r.layer_attention if r.layer_attention is not None
                                           else []):
                 lpath = path.with_name(f"{path.stem}-layer{layer + 1}{path.suffix or '.png'}")
@@ -307,10 +320,10 @@ def run(run_dir: str, sentences: tuple[str, ...], input_file: str | None, num_be
 @click.option("--split", type=click.Choice(["dev", "test", "train"]), default="test",
               show_default=True)
 @click.option("--data-dir", default=None)
-@click.option("--num-beams", type=int, default=5, show_default=True)
-@click.option("--length-penalty", type=float, default=1.0, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--limit", type=int, default=None, help="Only the first N sentences.")
+@click.option("--num-beams", type=POSITIVE_INT, default=5, show_default=True)
+@click.option("--length-penalty", type=NONNEG_FLOAT, default=1.0, show_default=True)
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True)
+@click.option("--limit", type=POSITIVE_INT, default=None, help="Only the first N sentences.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 @average_option
 @ensemble_option

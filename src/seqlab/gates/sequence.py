@@ -26,6 +26,8 @@ def read_csv_column(path: Path, column: str | None) -> Tensor:
     """The numeric column `column` of a CSV file as a float32 (T,) tensor (UserError if bad)."""
     import pandas as pd
 
+    if path.is_dir():
+        raise UserError(f"--csv: {path} is a directory, expected a CSV file")
     if not path.is_file():
         raise UserError(f"--csv: file not found: {path}")
     try:

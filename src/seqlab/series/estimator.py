@@ -263,10 +263,12 @@ class SeriesAutoencoder(BaseEstimator):
                             f"window ({self.window})")
         return "series", values, data
 
-    def read_data(self, X, extra_columns: tuple[str, ...] | list[str] = ()) -> SeriesData:
+    def read_data(self, X, extra_columns: tuple[str, ...] | list[str] = (),
+                  sort: bool = False) -> SeriesData:
         """Read a series for this fitted model: the model's columns (by name when it was
         trained on named columns), with a clear error when the data does not match.
-        extra_columns: CSV columns to return in `.extra` (e.g. labels)."""
+        extra_columns: CSV columns to return in `.extra` (e.g. labels). sort: a CSV's rows
+        are sorted by timestamp (else rows out of order are an error)."""
         self._fitted()
         if isinstance(X, str | os.PathLike):
             path = Path(X)
@@ -278,7 +280,7 @@ class SeriesAutoencoder(BaseEstimator):
                                 f" (file has {', '.join(header)})")
             data = read_series_csv(path,
                                    columns=self.columns_ if self.columns_from_names_ else None,
-                                   extra_columns=extra_columns)
+                                   extra_columns=extra_columns, sort=sort)
         elif isinstance(X, pd.DataFrame) and self.columns_from_names_:
             names = [str(c) for c in X.columns]
             missing = [c for c in self.columns_ if c not in names]
@@ -538,7 +540,7 @@ class SeriesAutoencoder(BaseEstimator):
         T. Does not touch `threshold_source_`."""
         if refit_model:
             self.error_model_ = GaussianErrorModel.fit(errors.reshape(-1, errors.shape[-1]))
-            self.score_level_ = float(self.score_errors(errors, smooth=False).mean())
+            self.score_level_: float | None = float(self.score_errors(errors, smooth=False).mean())
         scores = self.score_errors(errors).ravel()
         self.threshold_, z = fit_threshold(scores, self.threshold, self.threshold_quantile)
         if z is not None:
@@ -711,7 +713,7 @@ class SeriesAutoencoder(BaseEstimator):
              backend: str = "torch") -> SeriesAutoencoder:
         """A saved estimator. backend="onnx": score with the graph `seqlab series export` wrote
         to directory/onnx/, run by onnxruntime (`num_threads` intra-op threads)."""
-        from safetensors.torch import load_file
+        from seqlab.training.checkpoint import load_model_tensors, load_safetensors
 
         d = Path(directory)
         cfg_path, weights = d / "config.json", d / "model.safetensors"
@@ -720,34 +722,40 @@ class SeriesAutoencoder(BaseEstimator):
                 raise UserError(f"{d}: not a saved SeriesAutoencoder (missing {p.name})")
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"{cfg_path}: not valid JSON ({err})") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{cfg_path}: not a SeriesAutoencoder config (a JSON object)")
         if config.get("format") != FORMAT:
             raise UserError(f"{cfg_path}: format {config.get('format')!r}, expected {FORMAT!r}")
-        params = dict(config["params"], device=device)
-        est = cls(**params)
-        est.model_config_ = AutoencoderConfig(**config["model"])
-        model = LSTMAutoencoder(est.model_config_)
-        model.load_state_dict(load_file(str(weights)))
-        est.model_ = model.to(resolve_device(device)).eval()
-        est.input_kind_ = config["input_kind"]
-        est.columns_ = list(config["columns"])
-        est.columns_from_names_ = bool(config["columns_from_names"])
-        est.timestamp_name_ = config["timestamp_name"]
-        est.n_features_ = int(config["n_features"])
-        est.scaler_ = Scaler.from_dict(config["scaler"])
-        season = config.get("season")
-        est.season_ = None if season is None else DailyProfile.from_dict(season)
-        vt = config.get("log_scale")  # absent in models saved before the option existed
-        est.log_scale_ = None if vt is None else ValueTransform.from_dict(vt)
-        est.error_model_ = GaussianErrorModel.from_dict(config["error_model"])
-        pp = config.get("position_profile")  # absent in models saved before it existed
-        est.position_profile_ = None if pp is None else PositionProfile.from_dict(pp)
-        est.threshold_ = float(config["threshold"])
-        est.score_level_ = config.get("score_level")
-        est.threshold_source_ = config["threshold_source"]
-        est.validation_ = config["validation"]
-        est.history_ = config["history"]
+        try:
+            params = dict(config["params"], device=device)
+            est = cls(**params)
+            est.model_config_ = AutoencoderConfig(**config["model"])
+            model = LSTMAutoencoder(est.model_config_)
+            load_model_tensors(model, load_safetensors(weights)[0], str(weights))
+            est.model_ = model.to(resolve_device(device)).eval()
+            est.input_kind_ = config["input_kind"]
+            est.columns_ = list(config["columns"])
+            est.columns_from_names_ = bool(config["columns_from_names"])
+            est.timestamp_name_ = config["timestamp_name"]
+            est.n_features_ = int(config["n_features"])
+            est.scaler_ = Scaler.from_dict(config["scaler"])
+            season = config.get("season")
+            est.season_ = None if season is None else DailyProfile.from_dict(season)
+            vt = config.get("log_scale")  # absent in models saved before the option existed
+            est.log_scale_ = None if vt is None else ValueTransform.from_dict(vt)
+            est.error_model_ = GaussianErrorModel.from_dict(config["error_model"])
+            pp = config.get("position_profile")  # absent in models saved before it existed
+            est.position_profile_ = None if pp is None else PositionProfile.from_dict(pp)
+            est.threshold_ = float(config["threshold"])
+            level = config.get("score_level")   # absent in models saved before it existed
+            est.score_level_ = None if level is None else float(level)
+            est.threshold_source_ = config["threshold_source"]
+            est.validation_ = config["validation"]
+            est.history_ = config["history"]
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise UserError(f"{cfg_path}: corrupt SeriesAutoencoder config ({err!r})") from None
         if check_backend(backend) == "onnx":
             from seqlab.series.onnx_backend import OnnxAutoencoder
 
@@ -755,6 +763,7 @@ class SeriesAutoencoder(BaseEstimator):
             est.model_ = cast(LSTMAutoencoder,
                               OnnxAutoencoder.load(d, est.model_config_, est.num_threads))
         return est
+
 
 @contextlib.contextmanager
 def _run_directory(run_dir: str | os.PathLike[str] | None) -> Iterator[Path]:
@@ -769,7 +778,8 @@ def _run_directory(run_dir: str | os.PathLike[str] | None) -> Iterator[Path]:
 def _csv_header(path: Path) -> list[str]:
     """The header fields of a CSV (empty list if the file is missing or empty)."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # bad bytes are reported with their line by read_series_csv, which reads the file next
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
             for row in csv.reader(f):
                 if row and any(c.strip() for c in row):
                     return [c.strip() for c in row]

@@ -7,12 +7,13 @@ window always ends at the last point, so every point is covered at any stride.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from seqlab.errors import UserError
+from seqlab.errors import InputWarning, UserError
 
 
 def window_starts(n: int, window: int, stride: int) -> np.ndarray:
@@ -100,9 +101,14 @@ class Scaler:
     @classmethod
     def fit(cls, x: np.ndarray, columns: list[str], source: str = "training data") -> Scaler:
         """x: (N, C) finite values. A constant column cannot be scaled: UserError naming it."""
-        mean = x.mean(axis=0)
-        std = x.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = x.mean(axis=0)
+            std = x.std(axis=0)
         for j, s in enumerate(std):
+            if not (np.isfinite(s) and np.isfinite(mean[j])):
+                big = float(np.abs(x[:, j]).max())
+                raise UserError(f"{source}: column {columns[j]!r}: values too large to scale "
+                                f"(largest magnitude {big:g}); rescale the column first")
             if not s > 1e-12 * max(1.0, abs(mean[j])):
                 raise UserError(f"{source}: column {columns[j]!r} is constant ({mean[j]:g}); "
                                 "it carries no signal and cannot be scaled: drop it with --columns")
@@ -153,4 +159,9 @@ def fill_missing(x: np.ndarray, policy: str, columns: list[str], where) -> np.nd
                             "interpolate from")
         # np.interp holds the end values constant outside the known range: edge filling.
         x[b, j] = np.interp(idx[b], idx[~b], x[~b, j])
+    counts = ", ".join(f"{int(bad[:, j].sum())} in {columns[j]!r}"
+                       for j in range(x.shape[1]) if bad[:, j].any())
+    first = int(np.argwhere(bad)[0][0])
+    warnings.warn(f"filled {int(bad.sum())} missing or infinite value(s) by interpolation "
+                  f"({counts}; the first at {where(first)})", InputWarning, stacklevel=2)
     return x

@@ -15,9 +15,11 @@ No pickle: every tensor goes to safetensors, everything else to JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -194,6 +196,31 @@ def read_run_config(run_dir: str | Path, fmt: str, check: Callable[[dict[str, An
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise UserError(f"{path}: corrupt run config ({err})") from None
     return cfg
+
+
+@contextlib.contextmanager
+def new_run_cleanup(out: Path, resume: bool) -> Iterator[None]:
+    """A new run that fails (bad data found late, a full disk, Ctrl-C) before its first
+    checkpoint leaves nothing behind: what it created in `out` (or `out` itself) is removed.
+    A resumed run, or one that has written a checkpoint, keeps its files."""
+    if resume:
+        yield
+        return
+    before = set(out.iterdir()) if out.is_dir() else None
+    top = out                      # the outermost folder this run will create
+    while not top.parent.exists() and top.parent != top.parent.parent:
+        top = top.parent
+    try:
+        yield
+    except BaseException:
+        if not (out / CHECKPOINT_FILE).exists() and out.is_dir():
+            made = set(out.iterdir()) - before if before is not None else {top}
+            for p in made:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+        raise
 
 
 def check_run_dir(out: Path, resume: bool) -> None:

@@ -50,8 +50,11 @@ need. `batch_tokens` is therefore the global batch, whatever the number of proce
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -85,6 +88,7 @@ from seqlab.training.checkpoint import (
     set_rng_state,
 )
 from seqlab.training.distributed import DistContext, rank_seed
+from seqlab.validate import check_fields, check_float
 
 
 @dataclass
@@ -123,6 +127,14 @@ class TrainConfig:
         check_device_spec(self.device)
         if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
             raise UserError(f"keep_checkpoints={self.keep_checkpoints!r}: expected a count >= 0")
+        check_fields(self, {
+            "batch_tokens": (int, 1), "batch_size": (int, 1), "lr": (float, 0.0),
+            "warmup_steps": (int, 0), "lr_decay": (float, 0.0), "lr_patience": (int, 1),
+            "clip_norm": (float, 0.0), "max_steps": (int, 1), "max_epochs": (int, 1),
+            "time_budget_min": (float, 0.0), "eval_every": (int, 1),
+            "eval_sentences": (int, 0), "eval_batch_size": (int, 1), "patience": (int, 1),
+            "log_every": (int, 1), "seed": (int, 0), "threads": (int, 1)})
+        check_float("TrainConfig.min_lr", self.min_lr, 0.0, open_min=False)
         if self.decay_steps < 0 or (self.decay_steps and self.max_steps is None):
             raise UserError(f"decay_steps={self.decay_steps}: expected a count >= 0, "
                             "given together with max_steps (the decay ends there)")
@@ -252,6 +264,36 @@ class Progress:
     train_seconds: float = 0.0         # wall time spent in earlier sessions of this run
 
 
+_INTERRUPTED = threading.Event()
+
+
+def _stop_on_interrupt(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """While `fn` trains, the first Ctrl-C (SIGINT) only sets `_INTERRUPTED`: the loop stops at
+    the next batch boundary, saves a checkpoint (so `--resume` continues exactly) and raises
+    KeyboardInterrupt. A second Ctrl-C interrupts at once (files are written atomically, so the
+    previous ones stay valid). Signal handlers can only be set in the main thread."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*args, **kwargs)
+        _INTERRUPTED.clear()
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            _INTERRUPTED.set()
+            signal.signal(signal.SIGINT, previous)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            _INTERRUPTED.clear()
+
+    return wrapper
+
+
+@_stop_on_interrupt
 def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
                batches: Callable[[int], list[Any]],
                loss: Callable[[M, Any], tuple[torch.Tensor, int]],
@@ -443,8 +485,12 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
                     prog.train_seconds + time.perf_counter() - t_start >= budget_s):
                 stop = "time_budget"
                 break
-            if cpu_budget_s is not None and time.process_time() - cpu_t0 >= cpu_budget_s:
+            if cpu_budget_s is not None and dist.agree(
+                    time.process_time() - cpu_t0 >= cpu_budget_s):
                 stop = "cpu_budget"
+                break
+            if _INTERRUPTED.is_set():
+                stop = "interrupted"
                 break
             batch = epoch_batches[prog.batch_pos]
             model.train()
@@ -513,6 +559,12 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
                 last_eval_step = prog.step
     bar.close()
     elapsed = time.perf_counter() - t_start
+    if stop == "interrupted":   # no final evaluation: stop quickly, resumable exactly
+        prog.stopped = stop
+        save_checkpoint()
+        echo(f"interrupted at step {prog.step}: checkpoint saved in {out}; continue with "
+             "--resume")
+        raise KeyboardInterrupt
     if dist.agree(last_eval_step != prog.step or not (out / MODEL_FILE).exists()):
         score = run_eval(periodic=False)
         echo(f"step {prog.step}: final dev {label} {score:.2f} (best {prog.best_bleu:.2f})")

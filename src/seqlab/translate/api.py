@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_stream
 from seqlab.device import model_device, resolve_device
-from seqlab.errors import UserError
+from seqlab.errors import InputWarning, UserError
 from seqlab.export.common import check_backend
 from seqlab.text.batching import collate_src
 from seqlab.text.metrics import score_corpus
@@ -28,6 +29,7 @@ from seqlab.text.tokenizer import TokenizerPair
 from seqlab.translate.ensemble import Ensemble
 from seqlab.translate.model import default_max_new_tokens
 from seqlab.translate.run import load_averaged, load_run
+from seqlab.validate import MAX_SOURCE_CHARS, MAX_SOURCE_TOKENS, check_decoding, check_int
 
 
 @dataclass
@@ -59,14 +61,19 @@ def translate_batched(model: Any, tok: TokenizerPair, sentences: list[str], *,
                       src_eos: bool = True) -> list[Translation]:
     """Translate `sentences` in length-sorted batches; results in input order.
 
-    Empty (whitespace-only) lines give empty translations without running the model.
+    Empty (whitespace-only) lines give empty translations without running the model. What one
+    sentence may cost is bounded: a source longer than `MAX_SOURCE_TOKENS` subwords is
+    truncated, with an `InputWarning` (seqlab.validate).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_decoding(num_beams, max_new_tokens, length_penalty, batch_size, num_return_sequences)
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise UserError(f"sentences[{i}]: expected a string, got {type(s).__name__}")
     was_training = model.training
     model.eval()
     try:
-        src_ids = tok.src.encode([s.strip() for s in sentences])
+        src_ids = _truncated(tok.src.encode([s.strip()[:MAX_SOURCE_CHARS] for s in sentences]),
+                             sentences)
         todo = [i for i, s in enumerate(sentences) if s.strip()]
         results: list[Translation] = [Translation("") for _ in sentences]
         # sort by length so each batch pads little; collate_src sorts inside the batch too
@@ -145,6 +152,17 @@ def _layer_attention(model: Any, sb: Any, row: int, tokens: list[int]) -> np.nda
     # row t predicts token t (the last row, EOS, is not drawn): (L, h, T, S)
     out: np.ndarray = w[0, :, :, :len(tokens)].float().cpu().numpy()
     return out
+
+
+def _truncated(src_ids: list[list[int]], sentences: list[str]) -> list[list[int]]:
+    """Sources cut to MAX_SOURCE_TOKENS subwords (their text was already cut to
+    MAX_SOURCE_CHARS characters); how many were cut is an InputWarning."""
+    long = [i for i, ids in enumerate(src_ids) if len(ids) > MAX_SOURCE_TOKENS]
+    if long:
+        warnings.warn(f"{len(long)} sentence(s) longer than {MAX_SOURCE_TOKENS} subwords "
+                      f"truncated to that length (the first: sentence {long[0] + 1}, "
+                      f"{len(sentences[long[0]]):,} characters)", InputWarning, stacklevel=3)
+    return [ids[:MAX_SOURCE_TOKENS] for ids in src_ids]
 
 
 def translate_texts(model: Any, tok: TokenizerPair, sentences: list[str], *,
@@ -234,6 +252,7 @@ class Translator:
         ParallelText (or anything with `.src` and `.tgt` lists)."""
         src, refs = list(split.src), list(split.tgt)
         if limit is not None:
+            check_int("limit", limit)
             src, refs = src[:limit], refs[:limit]
         hyps = self.translate(src, num_beams=num_beams, batch_size=batch_size,
                               length_penalty=length_penalty)

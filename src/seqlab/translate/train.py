@@ -23,13 +23,19 @@ from seqlab.text.batching import collate, make_batches
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair, vocabulary_note
 from seqlab.training import distributed
-from seqlab.training.checkpoint import CONFIG_FILE, check_run_dir, seed_everything
+from seqlab.training.checkpoint import (
+    CONFIG_FILE,
+    check_run_dir,
+    new_run_cleanup,
+    seed_everything,
+)
 from seqlab.training.loop import TrainConfig, torch_threads, train_loop
 from seqlab.translate.api import translate_texts
 from seqlab.translate.corpora import load_corpus
 from seqlab.translate.model import Seq2SeqConfig
 from seqlab.translate.run import FORMAT, read_run_config
 from seqlab.translate.transformer import TransformerConfig, build_model, model_config_from_dict
+from seqlab.validate import MIN_VOCAB_SIZE, check_fields
 
 ModelConfig = Seq2SeqConfig | TransformerConfig
 
@@ -48,6 +54,10 @@ class DataConfig:
     max_len: int = 100                 # drop training pairs with a side longer (subwords)
     src_eos: bool = True               # append EOS to sources (a "nothing here" position to attend)
     skip_bad_lines: bool = False       # count and skip malformed input lines instead of failing
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"vocab_size": (int, MIN_VOCAB_SIZE), "max_len": (int, 1),
+                            "split_seed": (int, 0)})
 
 
 # ---- data -------------------------------------------------------------------------------
@@ -120,7 +130,8 @@ def train_translator(out_dir: str | Path,
                 else model_cfg or Seq2SeqConfig())
     check_run_dir(out, resume)
     # under torchrun: one of several processes (seqlab.training.distributed)
-    with distributed.session(train_cfg.device) as dist, torch_threads(train_cfg.threads):
+    with (distributed.session(train_cfg.device) as dist, torch_threads(train_cfg.threads),
+          new_run_cleanup(out, resume)):
         return _train(out, resume, mcfg, train_cfg, data_cfg, tok, corpus, progress,
                       dist.echo(echo), dist)
 
