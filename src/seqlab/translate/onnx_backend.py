@@ -175,6 +175,9 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
     # hashed before loading and checked again at the end: a run still training may replace it
     weights_sha256 = file_sha256(weights) if weights.is_file() else ""
     tr = Translator.load(run, checkpoint=checkpoint)
+    if not isinstance(tr.model, Seq2Seq):
+        raise UserError(f"{run}: ONNX export covers LSTM translators (--arch lstm); this run "
+                        f"is a {tr.config['model'].get('arch', 'lstm')} model")
     model, cfg = tr.model.eval(), tr.model.cfg
     # padded example sources: the trace follows the packed (variable-length) LSTM path
     g = torch.Generator().manual_seed(0)
