@@ -17,8 +17,8 @@ from typing import Any, NamedTuple, Protocol, cast
 import torch
 from torch import Tensor, nn
 
-from seqlab.decoding.search import PrunableStepDecoder, SearchResult, search
-from seqlab.translate.model import default_max_new_tokens
+from seqlab.decoding.search import PrunableStepDecoder, SearchResult
+from seqlab.translate.model import encode_and_search
 
 
 class _Ids(Protocol):
@@ -114,10 +114,7 @@ class Ensemble(nn.Module):
                  length_penalty: float = 1.0, num_return_sequences: int = 1,
                  return_attention: bool = False) -> SearchResult:
         """As `Seq2Seq.generate`, on the averaged log-probabilities."""
-        if max_new_tokens is None:
-            max_new_tokens = default_max_new_tokens(src_lengths)
-        memory, state = self.encode(src, src_lengths, src_mask)
-        return search(self.decoder, memory, state, bos_id=self.cfg.bos_id,
-                      eos_id=self.cfg.eos_id, max_len=max_new_tokens, num_beams=num_beams,
-                      length_penalty=length_penalty, num_return_sequences=num_return_sequences,
-                      return_attention=return_attention)
+        return encode_and_search(self, src, src_lengths, src_mask, num_beams=num_beams,
+                                 max_new_tokens=max_new_tokens, length_penalty=length_penalty,
+                                 num_return_sequences=num_return_sequences,
+                                 return_attention=return_attention)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.decoding.search import SearchResult, search
+from seqlab.decoding.search import SearchResult
 from seqlab.errors import UserError
 from seqlab.nn.attention import AttentionCache, MultiHeadAttention
 from seqlab.text.config import (
@@ -40,7 +40,7 @@ from seqlab.text.config import (
 from seqlab.translate.model import (
     Seq2Seq,
     Seq2SeqConfig,
-    default_max_new_tokens,
+    encode_and_search,
     smoothed_cross_entropy,
 )
 
@@ -352,16 +352,11 @@ class Transformer(nn.Module):
                  length_penalty: float = 1.0, num_return_sequences: int = 1,
                  return_attention: bool = False) -> SearchResult:
         """Translate a batch (as `Seq2Seq.generate`); the limit stays within max_positions."""
-        if max_new_tokens is None:
-            max_new_tokens = default_max_new_tokens(src_lengths)
-        limit = torch.as_tensor(max_new_tokens).clamp(max=self.cfg.max_positions)
-        memory, state = self.encode(src, src_lengths, src_mask)
-        return search(self.decoder, memory, state, bos_id=self.cfg.bos_id,
-                      eos_id=self.cfg.eos_id,
-                      max_len=int(limit) if limit.dim() == 0 else limit,
-                      num_beams=num_beams, length_penalty=length_penalty,
-                      num_return_sequences=num_return_sequences,
-                      return_attention=return_attention)
+        return encode_and_search(self, src, src_lengths, src_mask, num_beams=num_beams,
+                                 max_new_tokens=max_new_tokens, length_penalty=length_penalty,
+                                 num_return_sequences=num_return_sequences,
+                                 return_attention=return_attention,
+                                 max_positions=self.cfg.max_positions)
 
     @torch.no_grad()
     def cross_attention(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor,
