@@ -1,22 +1,24 @@
-"""LSTM against Transformer at equal CPU time: Multi30k en->fr, test2016.
+"""LSTM against Transformer at equal CPU minutes: Tatoeba en->fr, Multi30k en->fr and en->de.
 
-    .venv/bin/python benchmarks/bench_translate_arch.py train --arch lstm --cpu-minutes 15
-    .venv/bin/python benchmarks/bench_translate_arch.py train --arch transformer --cpu-minutes 15
-    .venv/bin/python benchmarks/bench_translate_arch.py report       # evaluate both, write JSON
+    python benchmarks/bench_translate_arch.py train --job multi30k-fr --arch transformer
+    python benchmarks/bench_translate_arch.py train --job tatoeba --arch lstm --marks 15,30,60
+    python benchmarks/bench_translate_arch.py table        # the Markdown table of the results
 
-`train` trains one run directory (under --work-dir) with one torch thread until the process has
-used `--cpu-minutes` of CPU time (`TrainConfig.cpu_budget_min`: CPU seconds, not wall seconds,
-so the two architectures get the same work when they share a loaded machine; dev evaluation
-counts too). Started again with
-the same command it resumes from the checkpoint with the CPU time still left (the CPU time of
-each session is recorded in the run's `bench_cpu.json`). Run both side by side (`nice`, logs to
-files); the load average is recorded at the start and end of each session.
-
-`report` evaluates each finished run's best weights (by dev BLEU) on test2016, greedy and
-beam 5 (batch 64): sacreBLEU BLEU and chrF, the lowercased-tokenised BLEU of the Multi30k papers
+`train` trains one run (runs/bench_translate_arch/JOB-ARCH) on one torch thread to each mark
+in turn (CPU minutes of the training process, evaluation of the dev split included:
+`TrainConfig.cpu_budget_min`, so runs sharing a loaded machine get the same work), and at each
+mark evaluates the best weights so far (by dev BLEU) on the job's test split, greedy and beam 5
+(batch 64): sacreBLEU BLEU and chrF, the lowercased-tokenised BLEU of the Multi30k papers
 (`bleu_lc_tok`), decoding speed (sentences/s and output subword tokens/s over the whole call,
-with the mean hypothesis length), parameters, training tokens/s (median of the 50-step log
-windows) and steps, into benchmarks/results/translate_arch_multi30k.json.
+with the mean hypothesis length), parameters, training tokens/s (median of the log's 50-step
+windows) and steps. Results go to benchmarks/results/translate_arch.json (under a file lock,
+so several jobs may run side by side) as soon as each mark is evaluated.
+
+Resumable across sessions: started again with the same command it skips the marks already in
+the results and continues the run from its checkpoint with the CPU minutes still left to the
+next mark (the CPU time of each sitting is recorded in the run's bench_cpu.json). The learning
+rate has no decay tied to a total budget (warmup, then constant), so a run at 15 minutes is the
+same run that later reaches 60: each mark is "what this much CPU time buys".
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,78 +38,103 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine_info, utc_now, write_results  # noqa: E402
-from bench_translate_quality import JOBS, median_tokens_per_s  # noqa: E402
+from _common import RESULTS, machine_info, utc_now  # noqa: E402
+from bench_translate_quality import JOBS, locked, median_tokens_per_s  # noqa: E402
 from seqlab.io import write_json_atomic  # noqa: E402
-from seqlab.training.checkpoint import CHECKPOINT_FILE  # noqa: E402
+from seqlab.text.metrics import score_corpus  # noqa: E402
+from seqlab.training.checkpoint import CHECKPOINT_FILE, checkpoint_progress  # noqa: E402
 from seqlab.training.loop import TrainConfig  # noqa: E402
 from seqlab.translate.api import Translator  # noqa: E402
 from seqlab.translate.train import DataConfig, load_run_corpus, train_translator  # noqa: E402
 from seqlab.translate.transformer import TransformerConfig  # noqa: E402
 
-OUT = HERE / "results" / "translate_arch_multi30k.json"
-DATA = DataConfig(**JOBS["multi30k"]["data"], tgt_lang="fr")
-# the LSTM is bench_translate_quality's Multi30k model; the Transformer is the base recipe
-# scaled to the same width (d_model 256, 3 + 3 layers), with more dropout for 29k pairs
-MODELS: dict[str, dict[str, Any]] = {
-    "lstm": dict(JOBS["multi30k"]["model"]),
-    "transformer": dict(arch="transformer", d_model=256, num_heads=4, num_encoder_layers=3,
-                        num_decoder_layers=3, dim_feedforward=1024, dropout=0.3,
-                        label_smoothing=0.1),
-}
-TRAIN: dict[str, dict[str, Any]] = {
-    "lstm": dict(JOBS["multi30k"]["train"]),
-    "transformer": {**JOBS["multi30k"]["train"], "lr": 1e-3, "warmup_steps": 400},
-}
+OUT = RESULTS / "translate_arch.json"
 CPU_FILE = "bench_cpu.json"
+MARKS = [15.0, 30.0, 60.0]
+
+# Data and LSTM settings are bench_translate_quality's (the README's earlier tables).
+DATASETS: dict[str, dict[str, Any]] = {
+    "tatoeba": {"data": JOBS["tatoeba"]["data"], "base": "tatoeba"},
+    "multi30k-fr": {"data": {**JOBS["multi30k"]["data"], "tgt_lang": "fr"}, "base": "multi30k"},
+    "multi30k-de": {"data": {**JOBS["multi30k"]["data"], "tgt_lang": "de"}, "base": "multi30k"},
+}
+
+
+def model_and_train(job: str, arch: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (model, train) settings of one job and architecture."""
+    base = JOBS[DATASETS[job]["base"]]
+    if arch == "lstm":
+        return dict(base["model"]), dict(base["train"])
+    if arch == "lstm512":   # the wider LSTM: 512 units everywhere, same recipe
+        model = {**base["model"], "embedding_dim": 512, "encoder_hidden_size": 512,
+                 "decoder_hidden_size": 512}
+        return model, dict(base["train"])
+    # the Transformer: the base recipe scaled to the LSTM's width (d_model 256, 3 + 3 layers,
+    # pre-norm); more dropout on the 29k Multi30k pairs than on Tatoeba's 135k
+    dropout = 0.3 if base is JOBS["multi30k"] else 0.1
+    model = dict(arch="transformer", d_model=256, num_heads=4, num_encoder_layers=3,
+                 num_decoder_layers=3, dim_feedforward=1024, dropout=dropout,
+                 label_smoothing=0.1)
+    return model, {**base["train"], "lr": 1e-3, "warmup_steps": 400}
+
+
+ARCHS = ("lstm", "lstm512", "transformer")
 
 
 def load() -> list[float]:
-    return list(os.getloadavg())
+    return [round(x, 2) for x in os.getloadavg()]
 
 
-def train(args: argparse.Namespace) -> None:
-    torch.set_num_threads(1)
-    run = Path(args.work_dir) / args.arch
-    cpu_file = run / CPU_FILE
-    sessions = json.loads(cpu_file.read_text())["sessions"] if cpu_file.is_file() else []
-    used = sum(s["cpu_seconds"] for s in sessions)
-    left = args.cpu_minutes - used / 60
-    if left <= 0:
-        print(f"{run}: {used / 60:.1f} CPU minutes already used; nothing to do")
-        return
-    session: dict[str, Any] = {"start": utc_now(), "load_start": load()}
+def used_cpu_minutes(run: Path) -> tuple[float, list[dict[str, Any]]]:
+    f = run / CPU_FILE
+    sessions = json.loads(f.read_text())["sessions"] if f.is_file() else []
+    return sum(s["cpu_seconds"] for s in sessions) / 60, sessions
+
+
+def train_to(run: Path, job: str, arch: str, mark: float, corpus: Any, seed: int,
+             eval_sentences: int | None) -> dict[str, Any] | None:
+    """Train `run` until it has used `mark` CPU minutes; None when it already has."""
+    used, sessions = used_cpu_minutes(run)
+    left = mark - used
+    if left <= 0.05:
+        return None
+    session: dict[str, Any] = {"start": utc_now(), "load_start": load(), "to_mark": mark}
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    common = dict(progress=False, echo=lambda s: print(s, flush=True))
+    common: dict[str, Any] = dict(progress=False, echo=lambda s: print(s, flush=True),
+                                  corpus=corpus)
     overrides = {"cpu_budget_min": left, "time_budget_min": None, "threads": 1}
     if (run / CHECKPOINT_FILE).is_file():
-        # the wall-clock cap is per session here: the loop's time budget counts all sessions
         summary = train_translator(run, resume=True, overrides=overrides, **common)
     else:
+        if run.exists():   # killed before its first checkpoint: nothing to continue
+            shutil.rmtree(run)
         run.parent.mkdir(parents=True, exist_ok=True)
-        train_cfg = TrainConfig(**{**TRAIN[args.arch], "eval_sentences": args.eval_sentences},
-                                keep_checkpoints=5, threads=1, cpu_budget_min=left,
-                                seed=args.seed)
-        model = MODELS[args.arch]
+        model, train = model_and_train(job, arch)
+        if eval_sentences:
+            train["eval_sentences"] = eval_sentences
+        train_cfg = TrainConfig(**train, keep_checkpoints=5, threads=1, cpu_budget_min=left,
+                                seed=seed, max_epochs=1000)
         mcfg: Any = (TransformerConfig(**{k: v for k, v in model.items() if k != "arch"})
-                     if args.arch == "transformer" else model)
-        summary = train_translator(run, mcfg, train_cfg, DATA, **common)
-    session.update(end=utc_now(), load_end=load(), cpu_seconds=time.process_time() - cpu0,
+                     if arch == "transformer" else model)
+        summary = train_translator(run, mcfg, train_cfg, DataConfig(**DATASETS[job]["data"]),
+                                   **common)
+    # the loop's CPU time (what the budget counts); preparing data and tokenizer is not training
+    session.update(end=utc_now(), load_end=load(), cpu_seconds=summary["cpu_seconds"],
+                   process_cpu_seconds=time.process_time() - cpu0,
                    wall_seconds=time.perf_counter() - wall0, steps=summary["steps"],
                    stopped=summary["stopped"])
     sessions.append(session)
-    write_json_atomic(cpu_file, {"cpu_minutes_budget": args.cpu_minutes, "sessions": sessions})
-    print(json.dumps(session))
+    write_json_atomic(run / CPU_FILE, {"sessions": sessions})
+    print(json.dumps(session), flush=True)
+    return summary
 
 
 def decode(tr: Translator, src: list[str], refs: list[str], beams: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    hyps = tr.translate(src, num_beams=beams, batch_size=64)
+    hyps = [str(h) for h in tr.translate(src, num_beams=beams, batch_size=64)]
     dt = time.perf_counter() - t0
-    from seqlab.text.metrics import score_corpus
-
-    n_tok = sum(len(t) for t in tr.tok.tgt.encode([str(h) for h in hyps]))
-    scores = dict(score_corpus([str(h) for h in hyps], refs, "fr"))
+    n_tok = sum(len(t) for t in tr.tok.tgt.encode(hyps))
+    scores = dict(score_corpus(hyps, refs, tr.tgt_lang))
     scores.update(n_sentences=len(src), seconds=dt, sentences_per_s=len(src) / dt,
                   output_tokens_per_s=n_tok / dt, mean_hypothesis_tokens=n_tok / len(src))
     print(f"  beam {beams}: BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f} lc-tok "
@@ -115,58 +143,88 @@ def decode(tr: Translator, src: list[str], refs: list[str], beams: int) -> dict[
     return scores
 
 
-def report(args: argparse.Namespace) -> None:
-    torch.set_num_threads(1)
-    corpus = load_run_corpus(DATA)
+def evaluate(run: Path, corpus: Any, limit: int | None) -> dict[str, Any]:
     src, refs = list(corpus.test.src), list(corpus.test.tgt)
-    if args.eval_limit:
-        src, refs = src[:args.eval_limit], refs[:args.eval_limit]
-    record: dict[str, Any] = {
-        "machine": machine_info(load_average=load()),
-        "corpus": "multi30k en->fr, test_2016_flickr", "runs": {}}
-    for arch in ("lstm", "transformer"):
-        run = Path(args.work_dir) / arch
-        if not (run / CHECKPOINT_FILE).is_file():
-            print(f"{run}: not trained; skipped")
-            continue
-        print(arch, flush=True)
-        tr = Translator.load(run, device="cpu")
+    if limit:
+        src, refs = src[:limit], refs[:limit]
+    tr = Translator.load(run, device="cpu")
+    used, sessions = used_cpu_minutes(run)
+    prog = checkpoint_progress(run) or {}
+    return {
+        "date": utc_now(), "cpu_minutes": used, "steps": prog.get("step"),
+        "best_dev_bleu_greedy": prog.get("best_bleu"),
+        "wall_minutes": sum(s["wall_seconds"] for s in sessions) / 60,
+        "load_average": [s.get("load_start") for s in sessions],
+        "train_tokens_per_s_median": median_tokens_per_s(run),
+        "test_beam1": decode(tr, src, refs, 1), "test_beam5": decode(tr, src, refs, 5)}
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    job, arch = args.job, args.arch
+    key = f"{job}-{arch}"
+    run = Path(args.work_dir) / key
+    marks = sorted(float(m) for m in args.marks.split(","))
+    data = DataConfig(**DATASETS[job]["data"])
+    corpus = load_run_corpus(data)
+    out = Path(args.out)
+    for mark in marks:
+        with locked(out) as rec:
+            if f"{mark:g}" in rec.get("runs", {}).get(key, {}).get("marks", {}):
+                print(f"{key}: mark {mark:g} CPU min already in {out.name}", flush=True)
+                continue
+        print(f"{key}: training to {mark:g} CPU minutes", flush=True)
+        summary = train_to(run, job, arch, mark, corpus, args.seed, args.eval_sentences)
+        stopped = summary["stopped"] if summary else "cpu_budget"
+        entry = evaluate(run, corpus, args.eval_limit)
+        entry["stopped"] = stopped
         cfg = json.loads((run / "config.json").read_text())
-        state = json.loads(_checkpoint_meta(run)["state"])["progress"]
-        cpu = json.loads((run / CPU_FILE).read_text()) if (run / CPU_FILE).is_file() else {}
-        record["runs"][arch] = {
-            "model": cfg["model"], "train": cfg["train"],
-            "parameters": sum(p.numel() for p in tr.model.parameters()),
-            "steps": state["step"], "best_dev_bleu": state["best_bleu"],
-            "train_cpu_seconds": sum(s["cpu_seconds"] for s in cpu.get("sessions", [])),
-            "train_wall_seconds": sum(s["wall_seconds"] for s in cpu.get("sessions", [])),
-            "sessions": cpu.get("sessions", []),
-            "train_tokens_per_s_median": median_tokens_per_s(run),
-            "test_beam1": decode(tr, src, refs, 1), "test_beam5": decode(tr, src, refs, 5)}
-    write_results(args.out, record)
-    print(f"wrote {args.out}")
+        with locked(out) as rec:
+            rec["benchmark"] = "translate_arch"
+            rec["doc"] = __doc__.split("\n\n")[2].replace("\n", " ")
+            node = rec.setdefault("runs", {}).setdefault(key, {})
+            node.update(job=job, arch=arch, machine=machine_info(threads=1),
+                        config={k: cfg[k] for k in ("model", "train", "data")},
+                        parameters=cfg.get("num_parameters"),
+                        run_dir=str(run.relative_to(REPO) if run.is_relative_to(REPO) else run))
+            node.setdefault("marks", {})[f"{mark:g}"] = entry
+        if stopped in ("early_stopping", "max_epochs"):
+            print(f"{key}: {stopped}; later marks would not change", flush=True)
+            break
 
 
-def _checkpoint_meta(run: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(run / CHECKPOINT_FILE), framework="pt") as f:
-        return dict(f.metadata() or {})
+def table(path: Path = OUT) -> str:
+    rec = json.loads(path.read_text())
+    lines = ["| data | model | params | CPU min | steps | BLEU | chrF | lc BLEU | train tok/s "
+             "| beam-5 sent/s |", "|" + "---|" * 10]
+    for _key, node in sorted(rec.get("runs", {}).items()):
+        for mark, m in sorted(node["marks"].items(), key=lambda kv: float(kv[0])):
+            b = m["test_beam5"]
+            lines.append(
+                f"| {node['job']} | {node['arch']} | {node['parameters'] / 1e6:.1f}M | {mark} "
+                f"| {m['steps']} | {b['bleu']:.1f} | {b['chrf']:.1f} | {b['bleu_lc_tok']:.1f} "
+                f"| {m['train_tokens_per_s_median'] or 0:.0f} | {b['sentences_per_s']:.1f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["train", "report"])
-    p.add_argument("--arch", choices=sorted(MODELS), default="lstm")
-    p.add_argument("--cpu-minutes", type=float, default=15.0)
+    p.add_argument("command", choices=["train", "table"])
+    p.add_argument("--job", choices=sorted(DATASETS), default="multi30k-fr")
+    p.add_argument("--arch", choices=ARCHS, default="lstm")
+    p.add_argument("--marks", default=",".join(f"{m:g}" for m in MARKS),
+                   help="CPU minutes at which to evaluate")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--eval-sentences", type=int, default=1014,
-                   help="dev sentences of the periodic BLEU (short runs: fewer)")
+    p.add_argument("--eval-sentences", type=int, default=None,
+                   help="dev sentences of the periodic BLEU (default: the job's)")
     p.add_argument("--eval-limit", type=int, default=None, help="smoke runs: fewer test pairs")
     p.add_argument("--work-dir", default=str(REPO / "runs" / "bench_translate_arch"))
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
-    train(args) if args.command == "train" else report(args)
+    if args.command == "train":
+        train(args)
+    else:
+        print(table(Path(args.out)))
 
 
 if __name__ == "__main__":

@@ -320,7 +320,8 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
     dist: this process's place among several (seqlab.training.distributed.session); each
         step's batch is split, rank r trains on shard r under DistributedDataParallel with the
         loss normalised by the global token count, rank 0 alone evaluates and writes files.
-    Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, throughput, run_dir.
+    Returns a summary: steps, epochs, stopped, best_dev_<metric>, seconds, cpu_seconds,
+    throughput, run_dir.
     """
     label = metric.upper()
     dist = dist or DistContext()
@@ -576,5 +577,8 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
             "world_size": dist.world_size,
             f"best_dev_{metric}": prog.best_bleu, "seconds": elapsed,
             "total_train_seconds": prog.train_seconds + elapsed,
+            # this call's CPU time from the first step (final evaluation included): what
+            # `cpu_budget_min` counts, without data and tokenizer preparation
+            "cpu_seconds": time.process_time() - cpu_t0,
             f"train_{unit}_per_s": total_units / elapsed if elapsed > 0 else None,
             "run_dir": str(out)}
