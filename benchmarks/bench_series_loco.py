@@ -213,7 +213,57 @@ def summarise(cache: dict, by_cat: dict[str, list[NabSeries]], seeds: list[int])
                            "heldout_f1_std": float(np.std(f1s)),
                            "heldout_nab_standard_mean": float(np.mean(nabs)),
                            "heldout_nab_standard_std": float(np.std(nabs)), "rows": rows}
-    return {"loco": table, "per_candidate": per_candidate}
+    return {"loco": table, "per_candidate": per_candidate,
+            **overall(cache, by_cat, seeds, candidates, per_candidate)}
+
+
+def overall(cache: dict, by_cat: dict[str, list[NabSeries]], seeds: list[int],
+            candidates: list[tuple[str, str, str]], per_candidate: dict) -> dict:
+    """The package default: per seed, the candidate with the best pooled event F1 over ALL the
+    visible categories (what LOCO estimates for unseen ones), the most frequent over seeds; and
+    the figures (mean and spread over seeds) of that winner, its static/walk-forward twin and
+    the previous default: event F1 and false alarms per category, NAB's three profiles per
+    labelled category and over the three together."""
+    cats = (*LABELLED, NO_ANOMALY)
+    picks = []
+    for seed in seeds:
+        best, best_f1 = None, -1.0
+        for c, r, w in candidates:
+            res = [per_candidate.get(f"{c}+{r}+{w}", {}).get(cat, {}).get(str(seed))
+                   for cat in cats]
+            if any(x is None for x in res):
+                continue
+            f1 = event_prf(*(sum(x[k] for x in res) for k in ("tp", "fp", "fn")))[2]
+            if f1 > best_f1:
+                best, best_f1 = f"{c}+{r}+{w}", f1
+        if best is not None:
+            picks.append(best)
+    if not picks:
+        return {}
+    winner = max(set(picks), key=picks.count)
+    c, r, w = winner.split("+")
+    twin = f"{c}+{r}+{'walk' if w == 'static' else 'static'}"
+    figures = {}
+    for name in dict.fromkeys((winner, twin, "+".join(DEFAULT))):
+        c, r, w = name.split("+")
+        per_seed: dict[str, list[float]] = {}
+        for seed in seeds:
+            got = {cat: _counts(cache, ss, f"{seed}|{c}", f"{r}|{w}") for cat, ss in by_cat.items()}
+            if any(v is None for v in got.values()):
+                continue
+            for cat, g in got.items():
+                assert g is not None
+                per_seed.setdefault(f"{cat}/f1", []).append(event_prf(g["tp"], g["fp"], g["fn"])[2])
+                per_seed.setdefault(f"{cat}/false_alarms", []).append(g["fp"])
+                if cat != NO_ANOMALY:
+                    for prof, v in score_corpus(g["nab"]).items():
+                        per_seed.setdefault(f"{cat}/nab_{prof}", []).append(v["score"])
+            every = [it for cat in LABELLED for it in got[cat]["nab"]]  # type: ignore[index]
+            for prof, v in score_corpus(every).items():
+                per_seed.setdefault(f"all_three/nab_{prof}", []).append(v["score"])
+        figures[name] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)}
+                         for k, v in per_seed.items()}
+    return {"overall_picks": picks, "overall_winner": winner, "figures": figures}
 
 
 def nab_of_static_runs(path: Path = RESULTS / "series_nab.json") -> dict:
@@ -301,6 +351,12 @@ def main() -> None:
               f"{row['heldout_f1_std']:.3f}  NAB {row['heldout_nab_standard_mean']:.1f} +- "
               f"{row['heldout_nab_standard_std']:.1f}  ({row['seeds']} seeds: "
               f"{', '.join(r['selected'] for r in row['rows'])})")
+    if summary.get("overall_winner"):
+        print(f"overall winner (all visible categories, per seed): {summary['overall_picks']}")
+        for name, fig in summary["figures"].items():
+            cells = "  ".join(f"{k} {v['mean']:.3f}+-{v['std']:.3f}" for k, v in fig.items()
+                              if k.endswith(("/f1", "/false_alarms", "nab_standard")))
+            print(f"{name}: {cells}")
     print(f"wrote {args.out}; missing runs: {({k: v for k, v in missing.items() if v}) or 'none'}")
 
 

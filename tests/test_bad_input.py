@@ -58,6 +58,8 @@ CASES: list[tuple[str, str, str]] = [
     ("demo-out-file", "demo --out {file}", "not a directory"),
     ("demo-out-under-file", "demo --out {file}/sub", "is a file"),
     ("demo-skip", "demo --skip everything", "--skip"),
+    ("demo-threads-0", "demo --threads 0", "--threads"),
+    ("demo-threads-word", "demo --threads many", "--threads"),
     # ---- seqlab translate train
     ("tt-out-file", "translate train --out {file}", "not a directory"),
     ("tt-out-under-file", "translate train --out {file}/run", "is a file"),

@@ -19,6 +19,7 @@ from seqlab.device import (
     cpu_native_bf16,
     fused_lstm_supports,
     grad_scaler,
+    idle_threads,
     resolve_device,
     resolve_precision,
     to_device,
@@ -217,3 +218,16 @@ def test_device_cpu_end_to_end(tmp_path: Path) -> None:
                                   "--num-beams", "2"])
     assert r.exit_code == 0, r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_idle_threads_leaves_the_busy_cores_to_the_other_processes() -> None:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert cores
+    default = torch.get_num_threads()
+    assert idle_threads(0.0) == min(default, cores)          # an idle machine: torch's default
+    assert idle_threads(cores + 3.0) == 1                    # overloaded: one thread, not zero
+    if min(default, cores) >= 2:
+        assert idle_threads(1.0) == min(default, cores - 1)  # one core busy elsewhere
+    assert 1 <= idle_threads() <= default                    # the real load average

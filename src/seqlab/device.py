@@ -6,6 +6,7 @@
                                       computes bfloat16 natively (AVX512-BF16 / AMX), else fp32
     autocast(dev, precision)          the forward pass's mixed-precision context
     capabilities()                    the facts these choices rest on, for logs and benchmarks
+    idle_threads()                    torch threads for a job sharing the CPU: the idle cores
 
 The CPU facts are asked of torch and oneDNN at run time, never assumed: machines differ, and
 `ONEDNN_MAX_CPU_ISA` can hide features from oneDNN (a CPU with AVX512-BF16 run with
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from typing import Any
 
 import torch
@@ -24,11 +26,33 @@ from seqlab.errors import UserError
 
 __all__ = ["DEVICE_HELP", "PRECISIONS", "autocast", "capabilities", "check_device_spec",
            "check_precision", "cpu_native_bf16", "fused_lstm_supports", "grad_scaler",
-           "model_device", "resolve_device", "resolve_precision", "to_device"]
+           "idle_threads", "model_device", "resolve_device", "resolve_precision", "to_device"]
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 PRECISIONS = ("fp32", "bf16", "fp16")      # plus "auto", resolved by `resolve_precision`
 _LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---- threads ------------------------------------------------------------------------------
+
+
+def idle_threads(load_average: float | None = None) -> int:
+    """Torch threads for a CPU job that shares the machine: torch's default (the cores it may
+    use), less the cores other processes keep busy (the 1-minute load average, rounded), at
+    least 1.
+
+    Why: each intra-op parallel region waits for its slowest thread, so on a loaded machine
+    a thread descheduled for a time slice stalls the others, and two threads on busy cores
+    can be several times slower per step than one.
+    """
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    if load_average is None:
+        try:
+            load_average = os.getloadavg()[0]
+        except (AttributeError, OSError):   # no load average here: trust torch's default
+            return torch.get_num_threads()
+    return max(1, min(torch.get_num_threads(), round(cores - load_average)))
 
 
 # ---- devices ------------------------------------------------------------------------------

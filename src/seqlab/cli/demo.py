@@ -13,7 +13,13 @@ from pathlib import Path
 
 import click
 
-from seqlab.cli.options import OutputDir, device_option, quiet_option, time_budget_option
+from seqlab.cli.options import (
+    OutputDir,
+    ThreadsParam,
+    device_option,
+    quiet_option,
+    time_budget_option,
+)
 from seqlab.translate.demo import DEMO_STEPS
 
 
@@ -32,10 +38,14 @@ from seqlab.translate.demo import DEMO_STEPS
                          "machine")
 @click.option("--skip", multiple=True, type=click.Choice(["gates", "series", "translate"]),
               help="Leave out a part (repeatable).")
+@click.option("--threads", default="auto", show_default=True, type=ThreadsParam(),
+              help="Torch threads of the translator on a CPU; auto: the idle cores (the cores "
+                   "less the load average, at least 1), so a busy machine is not "
+                   "oversubscribed.")
 @quiet_option
 @device_option(help_extra=" For the translator (the gates and series parts are tiny: CPU).")
 def demo(out_dir: Path, steps: int, fresh: bool, time_budget: float | None,
-         skip: tuple[str, ...], quiet: bool, device: str) -> None:
+         skip: tuple[str, ...], threads: int | None, quiet: bool, device: str) -> None:
     """Run the built-in demo: gates, anomaly detection, translation with attention."""
     if out_dir.is_dir() and any(out_dir.iterdir()):
         click.echo(f"{out_dir} exists: the demo's files in it are replaced", err=True)
@@ -57,12 +67,16 @@ def demo(out_dir: Path, steps: int, fresh: bool, time_budget: float | None,
         for line in describe_series_demo(run_series_demo(out_dir / "series", progress=not quiet)):
             echo(f"  {line}")
     if "translate" not in skip:
+        from seqlab.device import idle_threads
         from seqlab.translate.demo import run_translate_demo
 
+        n_threads = idle_threads() if threads is None else threads
         echo(f"== 3/3 English -> French with attention ({steps} training steps) ==")
+        if threads is None:
+            echo(f"  {n_threads} torch thread(s): the idle cores now (--threads to choose)")
         res = run_translate_demo(out_dir / "translate", steps=steps, fresh=fresh,
                                  time_budget=time_budget, progress=not quiet, device=device,
-                                 echo=lambda m: echo(f"  {m}"))
+                                 threads=n_threads, echo=lambda m: echo(f"  {m}"))
         bleu = "" if res.best_dev_bleu is None else f", dev BLEU {res.best_dev_bleu:.1f}"
         echo(f"  translator: {res.run_dir} ({res.steps} steps{bleu}; "
              f"`seqlab translate run {res.run_dir} \"...\"` translates more)")

@@ -116,6 +116,24 @@ class FiniteFloat(click.FloatRange):
         return rv
 
 
+class ThreadsParam(click.ParamType):
+    """A thread count: a positive integer, or "auto" (-> None: the command decides)."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if value is None or value == "auto" or isinstance(value, int) and value > 0:
+            return None if value == "auto" else value
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"{value!r} is not 'auto' or a whole number >= 1.", param, ctx)
+        return n
+
+
 POSITIVE_FLOAT = FiniteFloat(min=0, min_open=True)   # rates, time budgets (minutes)
 NONNEG_FLOAT = FiniteFloat(min=0)
 FRACTION = FiniteFloat(min=0, max=1, max_open=True)  # dropout, label smoothing

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from seqlab.training.checkpoint import checkpoint_progress
+from seqlab.training.loop import torch_threads
 from seqlab.translate.api import Translation, Translator
 from seqlab.translate.model import Seq2SeqConfig
 from seqlab.translate.train import DataConfig, TrainConfig, train_translator
@@ -50,7 +51,7 @@ def run_translate_demo(out_dir: str | Path, steps: int = DEMO_STEPS, *, fresh: b
                        time_budget: float | None = None, corpus: str = "libreoffice-help",
                        sentences: list[str] | None = None, progress: bool = True,
                        seed: int = 1234, model_size: int = 128, vocab_size: int = 4000,
-                       max_len: int = 32, device: str = "auto",
+                       max_len: int = 32, device: str = "auto", threads: int | None = None,
                        echo: Callable[[str], None] = print) -> TranslateDemoResult:
     """Train (or reuse) the demo translator in out_dir/translator, translate `sentences` and
     save their attention heat maps as out_dir/attention/sentence-1.png, ...
@@ -59,6 +60,8 @@ def run_translate_demo(out_dir: str | Path, steps: int = DEMO_STEPS, *, fresh: b
     reused; one that stopped short (killed, or a smaller `steps` before) is continued exactly
     to `steps`. fresh: delete any existing run first. time_budget: an optional cap in minutes
     on the run's training time (then the run may end short of `steps`, and says so).
+    threads: torch threads on a CPU (None: torch's default; `seqlab.device.idle_threads()`
+    is what the CLI passes, so a busy machine is not oversubscribed).
     """
     out = Path(out_dir)
     run = out / "translator"
@@ -80,7 +83,7 @@ def run_translate_demo(out_dir: str | Path, steps: int = DEMO_STEPS, *, fresh: b
         summary = train_translator(
             run, resume=True, progress=progress, echo=echo,
             overrides={"max_steps": steps, "decay_steps": decay, "time_budget_min": time_budget,
-                       "device": device})
+                       "device": device, "threads": threads})
     else:
         trained = "trained"
         summary = train_translator(
@@ -91,7 +94,7 @@ def run_translate_demo(out_dir: str | Path, steps: int = DEMO_STEPS, *, fresh: b
             train_cfg=TrainConfig(max_steps=steps, decay_steps=decay, time_budget_min=time_budget,
                                   eval_every=max(50, steps // 4), eval_sentences=300,
                                   batch_tokens=2048, lr=3e-3, seed=seed, max_epochs=1000,
-                                  patience=100, device=device),
+                                  patience=100, device=device, threads=threads),
             data_cfg=DataConfig(corpus=corpus, src_lang="en", tgt_lang="fr",
                                 vocab_size=vocab_size, max_len=max_len),
             progress=progress, echo=echo)
@@ -100,8 +103,9 @@ def run_translate_demo(out_dir: str | Path, steps: int = DEMO_STEPS, *, fresh: b
              f"({summary.get('stopped')}); the translations below come from that model")
     tr = Translator.load(run, device=device)
     sentences = sentences or DEMO_SENTENCES
-    outs = cast("list[str | Translation]",
-                tr.translate(sentences, num_beams=5, return_attention=True))
+    with torch_threads(threads):
+        outs = cast("list[str | Translation]",
+                    tr.translate(sentences, num_beams=5, return_attention=True))
     shown = []
     for i, (s, r) in enumerate(zip(sentences, outs, strict=True)):
         assert not isinstance(r, str)
