@@ -16,9 +16,10 @@ so several jobs may run side by side) as soon as each mark is evaluated.
 
 Resumable across sessions: started again with the same command it skips the marks already in
 the results and continues the run from its checkpoint with the CPU minutes still left to the
-next mark (the CPU time of each sitting is recorded in the run's bench_cpu.json). The learning
-rate has no decay tied to a total budget (warmup, then constant), so a run at 15 minutes is the
-same run that later reaches 60: each mark is "what this much CPU time buys".
+next mark (the loop's CPU time is kept in the checkpoint, so a sitting killed between
+checkpoints loses only its uncounted work; each sitting is logged in the run's bench_cpu.json).
+The learning rate has no decay tied to a total budget (warmup, then constant), so a run at
+15 minutes is the same run that later reaches 60: each mark is "what this much CPU time buys".
 """
 
 from __future__ import annotations
@@ -86,9 +87,13 @@ def load() -> list[float]:
 
 
 def used_cpu_minutes(run: Path) -> tuple[float, list[dict[str, Any]]]:
+    """CPU minutes of the run's training loop so far, as of its checkpoint (a sitting killed
+    between checkpoints loses its work since the last one, and that time is not counted),
+    and the sittings recorded."""
     f = run / CPU_FILE
     sessions = json.loads(f.read_text())["sessions"] if f.is_file() else []
-    return sum(s["cpu_seconds"] for s in sessions) / 60, sessions
+    prog = checkpoint_progress(run) or {}
+    return prog.get("cpu_seconds", 0.0) / 60, sessions
 
 
 def train_to(run: Path, job: str, arch: str, mark: float, corpus: Any, seed: int,

@@ -166,3 +166,21 @@ def test_time_budget_counts_the_earlier_sessions_of_a_run(tmp_path: Path) -> Non
     s = _run(tmp_path / "r", None, resume=True, time_budget_min=first / 2 / 60)
     assert s["stopped"] == "time_budget" and s["steps"] == 4
     assert s["total_train_seconds"] >= first and spent() >= first
+
+
+def test_the_checkpoint_counts_cpu_time_across_sessions(tmp_path: Path) -> None:
+    from seqlab.training.checkpoint import checkpoint_progress
+
+    def busy(_: object) -> float:   # an evaluation that takes CPU time, not just wall time
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.05:
+            pass
+        return 1.0
+
+    first = _run(tmp_path / "r", 2, evaluate=busy)
+    cpu1 = checkpoint_progress(tmp_path / "r")["cpu_seconds"]
+    assert cpu1 >= 0.05 and first["cpu_seconds"] >= 0.05
+    second = _run(tmp_path / "r", 4, resume=True, evaluate=busy)
+    cpu2 = checkpoint_progress(tmp_path / "r")["cpu_seconds"]
+    assert cpu2 >= cpu1 + 0.05
+    assert cpu2 <= second["total_cpu_seconds"] < cpu2 + 1.0   # + the final checkpoint save

@@ -262,6 +262,7 @@ class Progress:
     best_periodic: float | None = None
     stopped: str | None = None
     train_seconds: float = 0.0         # wall time spent in earlier sessions of this run
+    cpu_seconds: float = 0.0           # CPU time of the loop (evaluations included), likewise
 
 
 _INTERRUPTED = threading.Event()
@@ -407,6 +408,7 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
         tensors.update(rng_t)
         done = asdict(prog)
         done["train_seconds"] = prog.train_seconds + (time.perf_counter() - t_start)
+        done["cpu_seconds"] = prog.cpu_seconds + (time.process_time() - cpu_t0)
         state = {"optimizer": opt_meta, "schedule": sched.state_dict(), "rng": rng_meta,
                  "progress": done}
         if scaler is not None:
@@ -580,5 +582,6 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
             # this call's CPU time from the first step (final evaluation included): what
             # `cpu_budget_min` counts, without data and tokenizer preparation
             "cpu_seconds": time.process_time() - cpu_t0,
+            "total_cpu_seconds": prog.cpu_seconds + time.process_time() - cpu_t0,
             f"train_{unit}_per_s": total_units / elapsed if elapsed > 0 else None,
             "run_dir": str(out)}
