@@ -296,3 +296,19 @@ def test_watch_header_without_model_columns_is_a_user_error(fitted):
     assert res.exit_code == 2
     assert "stdin line 1: the model was trained on columns value" in res.output
     assert "Traceback" not in res.output
+
+
+def test_watch_streams_a_regression_model(fitted_aer, tmp_path):
+    from click.testing import CliRunner
+
+    from seqlab.cli import main
+
+    est, x = fitted_aer
+    run, out = est.save(tmp_path / "aer"), tmp_path / "events.csv"
+    res = CliRunner().invoke(main, ["series", "watch", str(run), "-", "--events-out", str(out)],
+                             input=_stream_csv(x))
+    assert res.exit_code == 0, res.output
+    ev = pd.read_csv(out)
+    closes = ev[ev["event"] == "close"]
+    assert (ev["event"] == "open").sum() == len(closes) >= 1
+    assert ((closes["start_index"] <= BUMP.start + 16) & (closes["end_index"] >= BUMP.start)).any()

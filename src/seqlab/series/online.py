@@ -9,32 +9,35 @@ that opened or closed with them. It computes what the batch path (`score_samples
   the windows completed by one `update` call in one batch);
 - each point's error is the batch's: the mean over its covering windows of the equalised
   window errors (`PositionProfile`), the series' start shrunk likewise; it is final once the
-  last window covering it has run, so a point is scored `window` points after it arrives at
-  most (`close()` runs the batch's last window, flush with the end, and scores the rest);
+  last window covering it has run, so a point is scored at most `window - 1` points after it
+  arrives (`close()` runs the batch's last window, flush with the end, and scores the rest);
 - AER regression models (`regression` > 0): the windows at every start (stride 1) run too,
   in the same batch as the scoring windows (whose reconstructions they give), and their
   predictions of the point after and before each window wait in rings; a point's regression
   error is the batch's (`WindowRunner.regression_errors`: forward and backward errors averaged)
   once the window just after it has run, so the error vector is (C reconstruction, C
-  regression) channels in the batch's order. A point is then scored at most
-  `window + stride - 1` points after it arrives (`close()` scores the last `window` points with
-  the forward error only, as the batch does at a series' end, and a stream shorter than
-  2 window + 1 points gives the points no window reaches their nearest neighbour's error);
+  regression) channels in the batch's order, scored by the same `score_errors`. A point is
+  then scored at most `window + stride - 1` points after it arrives, for one stride-1 window
+  of model work per point. `close()` scores the last `window` points with the forward error
+  only, as the batch does at a series' end; in a stream shorter than 2 window + 1 points, the
+  points no regression window reaches take their nearest neighbour's error, as in the batch;
 - the score's EWMA, the threshold and the event merging (`min_gap`, default window // 2) are
   the batch's, carried across calls; an event opens at its first flagged point and closes once
   `min_gap` unflagged points follow it (it can no longer merge with the next one).
 
-With `batch_windows` = b, the model runs once b scoring windows are ready: (b - 1) * stride
-points more delay. Not streamed: the batch's event pruning (`prune_events` compares each event
-with all the others, later ones included); the events equal `detect_events` with `prune=0`.
+With `batch_windows` = b, the model runs once b scoring windows are ready: fewer, larger
+model calls for (b - 1) * stride points more delay. Not streamed: the batch's event pruning
+(`prune_events` compares each event with all the others, later ones included); the events
+equal `detect_events` with `prune=0`.
 
 Walk-forward refit (`refit_every` = N): every N scored points the model is trained further
 (`SeriesAutoencoder.partial_fit`, seeded: deterministic) and its error model and threshold
 refitted on the last `refit_span` scored points, the flagged ones blanked (interpolated); when
 those are more than half, the change has lasted and all the points are used, so a new level
-becomes normal. Memory: ring buffers of `window` points and of `refit_span` points (at least
-2 window + 1 + batch_windows * stride + 2, enough for a refit and for the points waiting to be
-scored).
+becomes normal (AER models too: `partial_fit` trains the regression as `fit` does).
+
+Memory: ring buffers of max(`refit_span`, 2 window + 1 + batch_windows * stride, + 2 with
+regression) points: the refit's points and the points still waiting to be scored.
 """
 
 from __future__ import annotations
@@ -78,9 +81,10 @@ class OnlineScorer:
     docstring). update(values (n, C) or (n,), timestamps (n,) or None) -> new events;
     close() -> the events the end of the stream settles.
 
-    batch_windows: run the model once `batch_windows` windows are ready (1: as soon as each
-    is): fewer, larger model calls for (batch_windows - 1) * stride more points of delay. An
-    `update` with many points runs all its windows in one batch anyway.
+    batch_windows: run the model once `batch_windows` scoring windows are ready (1: as soon as
+    each is; a regression model's stride-1 windows run with them): fewer, larger model calls
+    for (batch_windows - 1) * stride more points of delay. An `update` with many points runs
+    all its windows in one batch anyway.
     """
 
     def __init__(self, est: SeriesAutoencoder, min_gap: int | None = None,
