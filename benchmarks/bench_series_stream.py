@@ -11,9 +11,12 @@ one core (torch.set_num_threads(1)).
   than the 10% mark beyond noise (the scorer keeps ring buffers only).
 
 The model is fitted for one epoch on a sine with noise: the cost does not depend on training.
+`--regression 0.5` measures an AER regression model instead (the stride-1 regression windows
+run as well: one window of model work per point; `results/series_stream_regression.json`).
 
     .venv/bin/python benchmarks/bench_series_stream.py                  # 1M-point stream
     .venv/bin/python benchmarks/bench_series_stream.py --points 200000 --timing-points 20000
+    .venv/bin/python benchmarks/bench_series_stream.py --regression 0.5 --points 20000
 """
 
 from __future__ import annotations
@@ -65,11 +68,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--timing-points", type=int, default=20_000)
-    p.add_argument("--out", default=str(RESULTS / "series_stream.json"))
+    p.add_argument("--regression", type=float, default=0.0,
+                   help="the model's AER regression weight (0: a plain autoencoder)")
+    p.add_argument("--out", default=None, help="[default: results/series_stream.json, "
+                   "results/series_stream_regression.json with --regression]")
     args = p.parse_args()
+    out = args.out or str(RESULTS / ("series_stream_regression.json" if args.regression
+                                     else "series_stream.json"))
     torch.set_num_threads(1)
     x_fit = stream(4000, seed=1)
-    est = SeriesAutoencoder(epochs=1, prune=0.0, num_threads=1).fit(x_fit)
+    est = SeriesAutoencoder(epochs=1, prune=0.0, num_threads=1,
+                            regression=args.regression).fit(x_fit)
     x = stream(args.timing_points)
     t0, c0 = time.perf_counter(), time.process_time()
     scores = est.score_samples(x)
@@ -106,15 +115,16 @@ def main() -> None:
               "cpu_ms_per_point": 1e3 * (time.process_time() - c0) / args.points,
               "growth_mb_10_to_100": marks["rss_mb_at_1"] - marks["rss_mb_at_0.1"]}
     print(f"memory: {memory}")
-    write_results(Path(args.out), {
+    write_results(Path(out), {
         "benchmark": "series_stream", "machine": machine_info(),
         "model": {"window": est.window, "hidden_size": est.hidden_size,
-                  "latent_size": est.latent_size, "score_stride": est.effective_score_stride},
+                  "latent_size": est.latent_size, "score_stride": est.effective_score_stride,
+                  "regression": est.regression},
         "batch": batch, "online": runs, "memory": memory,
         "note": "CPU ms per point (process time, one torch thread) is the figure to compare; "
                 "wall time depends on the machine's load. The stream generator's own cost is "
                 "inside the memory run's CPU time."})
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ and with `--events-out` appended to a CSV (one line per write, flushed and fsync
 never sees half a line). A bad row (wrong number of fields, a value that is not a number, an
 unreadable timestamp) is reported on stderr as one line naming it, and skipped: the stream
 goes on. `--refit-every N` refits the model and threshold on the recent unflagged points every
-N points (walk-forward).
+N points (walk-forward). Any series model streams, AER regression models (`--regression`)
+included: their points wait for the window after them (see `seqlab.series.online`).
 """
 
 from __future__ import annotations

@@ -48,6 +48,19 @@ class WindowRunner:
                 else:
                     yield s, xb, None, self.model.embed(t, embedding).cpu().numpy()
 
+    def run_regression(self, x: np.ndarray, starts: np.ndarray
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield (starts_b, prev_b (B, C), recon_b (B, T, C), next_b (B, C)) numpy batches of
+        an AER model's `forward_regression` over the windows of x (N, C) starting at `starts`:
+        the predicted points before and after each window, and its reconstruction."""
+        device = resolve_device(self.device)
+        self.model.eval()
+        with torch.no_grad(), torch_threads(self.num_threads):
+            for s, xb in iter_window_batches(x, starts, self.window, INFER_BATCH):
+                prev, recon, nxt, _ = self.model.forward_regression(
+                    torch.from_numpy(xb).to(device))
+                yield s, prev.cpu().numpy(), recon.cpu().numpy(), nxt.cpu().numpy()
+
     def run_samples(self, x: np.ndarray, embedding: str | None = None):
         """`run` over a (n, T, C) sample set, each sample one window."""
         flat = x.reshape(-1, x.shape[2])
@@ -110,15 +123,11 @@ class WindowRunner:
         N, C, T = len(x), x.shape[1], self.window
         fwd = np.full((N, C), np.nan)
         bwd = np.full((N, C), np.nan)
-        device = resolve_device(self.device)
-        self.model.eval()
-        with torch.no_grad(), torch_threads(self.num_threads):
-            for s, xb in iter_window_batches(x, np.arange(N - T + 1), T, INFER_BATCH):
-                prev, _, nxt, _ = self.model.forward_regression(torch.from_numpy(xb).to(device))
-                ok = s + T < N                      # the window has a point after it
-                fwd[s[ok] + T] = np.abs(x[s[ok] + T] - nxt.cpu().numpy()[ok])
-                ok = s >= 1                         # ... and one before it
-                bwd[s[ok] - 1] = np.abs(x[s[ok] - 1] - prev.cpu().numpy()[ok])
+        for s, prev, _, nxt in self.run_regression(x, np.arange(N - T + 1)):
+            ok = s + T < N                          # the window has a point after it
+            fwd[s[ok] + T] = np.abs(x[s[ok] + T] - nxt[ok])
+            ok = s >= 1                             # ... and one before it
+            bwd[s[ok] - 1] = np.abs(x[s[ok] - 1] - prev[ok])
         both = np.stack([fwd, bwd])                                           # (2, N, C)
         have = np.isfinite(both).sum(axis=0)                                  # (N, C)
         out = np.where(have > 0, np.nansum(both, axis=0) / np.maximum(have, 1), np.nan)
