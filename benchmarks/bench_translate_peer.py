@@ -1,50 +1,68 @@
-"""seqlab's translator against Joey NMT 2.3.0: same data, tokenizer, model size and CPU budget.
+"""seqlab's translator against Joey NMT 2.3.0, like for like: same data, tokenizer, model size,
+schedule, validation and wall-clock budget, both systems at 1 and at 2 threads, one command.
 
-    .venv/bin/python benchmarks/bench_translate_peer.py --minutes 15          # the full run
-    .venv/bin/python benchmarks/bench_translate_peer.py --minutes 1 \
-        --train-limit 5000 --eval-limit 200 --calib-seconds 20                # a smoke run
+    python benchmarks/bench_translate_peer.py                      # the full run (about 4.5 h)
+    python benchmarks/bench_translate_peer.py --minutes 0.5 --train-limit 3000 \\
+        --eval-limit 100 --out /tmp/peer_smoke.json                # a smoke run
+    python benchmarks/bench_translate_peer.py --table              # the README's Markdown table
 
-One run does everything, in this order:
+One run does everything, and every figure comes from it:
 
-1. Machine: CPU model, torch version, and the float32 matmul peak (1024x1024x1024 loop, 1 and 2
-   threads), the yardstick for the model's achieved GFLOP/s.
+1. Machine: CPU model, torch version, and the float32 matmul peak (1024x1024x1024 loop, at each
+   thread count), the yardstick for the achieved training GFLOP/s.
 2. Data: `load_corpus` (default tatoeba-fra-eng, en->fr; seqlab's deterministic grouped split),
    ONE shared sentencepiece model (seqlab's `TokenizerPair.train_pair`, 8k) trained on the
    training split, seqlab's length filter (both sides 1..100 subwords). Joey gets plain-text
    files of exactly these pairs plus that sentencepiece model and its pieces as vocabulary
    (benchmarks/peer/joey_config.py).
-3. Joey NMT (a separate Python environment, `--joey-python`): a short training with 1 and with
-   2 threads picks the faster setting (`--joey-threads auto`), then Joey trains for `--minutes`
-   of wall clock counted from its first batch and is stopped with SIGINT (Joey saves its weights
-   on KeyboardInterrupt). Like seqlab, it validates every 500 steps with greedy BLEU on the
-   first 500 dev pairs; the evaluated checkpoint is the better of its best-validation and its
-   final weights by that dev-500 BLEU (what seqlab's training does at its end).
-4. seqlab: the same thread calibration (`--seqlab-threads auto`, on a 20k-pair sample), then
-   `train_translator` with the same corpus object and budget (its time budget also counts from
-   the first batch and includes its periodic dev evaluations).
-5. Evaluation, interleaved system by system: dev and test, greedy and beam 5, batch 64
-   sentences; hypotheses are scored by seqlab's `score_corpus` (sacreBLEU BLEU and chrF on
-   detokenised text against the original references) for both systems; decoding speed is
-   sentences / wall seconds of the decode call (tokenise + search + detokenise).
+3. For each thread count of `--threads` (default 1,2), Joey then seqlab, each a "unit":
+   - Joey NMT (its own environment, `--joey-python`) in its recurrent configuration with the
+     `warmupinversesquareroot` schedule (peak lr and warmup steps = seqlab's 2e-3 and 200; its
+     `plateau` schedule fails on the pinned torch, see peer/joey_config.py), validating every
+     `--eval-every` steps (greedy BLEU on the first 500 dev pairs, as seqlab does), trains for
+     `--minutes` of wall clock counted from its first batch and is stopped with SIGINT (Joey
+     saves its weights on KeyboardInterrupt). The evaluated checkpoint is the better of its
+     best-validation and its final weights by dev-500 BLEU (what seqlab's training does at its
+     end). The child gets default SIGINT handling, so a run started in the background works.
+   - seqlab: `train_translator` with the same corpus, budget (also from the first batch,
+     periodic validation included) and validation interval.
+   - Evaluation at the unit's thread count: dev and test, greedy and beam 5, batch 64
+     sentences; hypotheses of both systems are scored by seqlab's `score_corpus` (sacreBLEU
+     BLEU and chrF on detokenised text against the original references); decoding speed is
+     sentences and output subword tokens per wall second of the decode call (tokenise +
+     search + detokenise), with the mean hypothesis length (a model that writes longer
+     hypotheses does more work per sentence).
 
-Training speed is target tokens per second (subwords + EOS, what both systems count): the
-median over each system's logging windows (50 steps; windows exclude validation time; the first
-window is dropped as warm-up), and also the total over the whole budget including validation.
+Training figures of a unit, all over the whole budget (validation included): optimizer steps/s,
+padded target tokens/s (B x (longest target + 1) per batch), real target tokens/s (subwords +
+EOS) and the padding share. The padded positions are counted by replaying each system's own
+batching for the steps it made (seqlab's length-bucketed `make_batches`; Joey's unbucketed
+`TokenBatchSampler` in Joey's environment, peer/joey_decode.py `--replay-steps`), and each
+replay is checked against the real-token count the system itself reports. Also the median
+real tokens/s over logging windows (validation excluded), and the achieved GFLOP/s (analytic
+FLOPs per target token, `train_flops_per_target_token`) as a share of the matmul peak.
 
-Achieved GFLOP/s = training FLOPs per target token (`train_flops_per_target_token`, an analytic
-count documented there) x target tokens/s, reported as a share of the measured matmul peak with
-the same number of threads.
+Resumable: each finished unit is cached in --work-dir (done/<system>_t<threads>.json) and
+skipped when the script is started again with the same settings (corpus, languages, seed,
+minutes, vocabulary, validation interval, limits; other thread lists are fine), so the run can
+be spread over sessions. The results JSON is written after every unit ("complete": false
+until all units are in).
+
+OpenNMT-py as a second peer: OpenNMT-py 3.0.4 (the newest release whose torch pin admits
+torch 2.13; 3.1-3.3 want torch<2 / <2.1, 3.4 torch<2.2, 3.5 torch<2.3, whose only Linux
+wheels on PyPI are CUDA builds) installs into its own environment and its `brnn`/`rnn` model
+runs there, but it is not wired into this benchmark yet; the results JSON says so under
+"opennmt" (`OPENNMT_STATUS`).
 
 The result goes to benchmarks/results/translate_peer_<corpus>.json (machine, commands, both
-configs, all figures); working files (Joey's data, checkpoints and logs; seqlab's run directory)
-go under --work-dir (default runs/bench_translate_peer/, git-ignored).
+configs, all figures, the table); working files (Joey's data, checkpoints and logs; seqlab's
+run directories) go under --work-dir (default runs/bench_translate_peer/, git-ignored).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import os
 import platform
@@ -58,7 +76,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +102,19 @@ JOEY_DECODE = HERE / "peer" / "joey_decode.py"
 EVAL_JOBS = [("dev", 1), ("dev", 5), ("test", 1), ("test", 5)]
 DEV_SMALL = 500            # dev pairs used for validation during training (as seqlab's default)
 MAX_LEN = 100              # seqlab's DataConfig.max_len: training pairs with a longer side dropped
+SYSTEMS = ("joey", "seqlab")
+# the arguments a cached unit must share with the current command to be reused
+KEY_ARGS = ("corpus", "src", "tgt", "seed", "minutes", "vocab_size", "eval_every", "joey_lr",
+            "train_limit", "eval_limit")
+OPENNMT_STATUS = {
+    "status": "not run",
+    "reason": "OpenNMT-py 3.0.4 installs beside torch 2.13.0 in its own environment "
+              "(pip install torch==2.13.0 'OpenNMT-py>=3,<4' picks 3.0.4, whose only torch "
+              "requirement is >=1.12.1; 3.1.x-3.2.x require torch<2, 3.3 torch<2.1, 3.4.x "
+              "torch<2.2, 3.5.x torch<2.3, and the only Linux wheels of those torch releases "
+              "on the package index are CUDA builds), but this benchmark does not drive it "
+              "yet: no time-budgeted training, batch replay or timed decoding for it.",
+}
 
 
 # ---- machine -------------------------------------------------------------------------------
@@ -164,6 +195,7 @@ def train_flops_per_target_token(model_cfg: dict[str, Any], src_lens: Sequence[i
             "mean_tgt_positions": n_tgt / len(tgt_lens)}
 
 
+
 # ---- Joey's environment ----------------------------------------------------------------------
 
 
@@ -219,20 +251,27 @@ def decode_speed(hyps: Sequence[str], seconds: float, tok: Any) -> dict[str, flo
             "mean_hypothesis_tokens": n_tok / max(1, len(hyps))}
 
 
-def seqlab_padded_target_tokens(src_lens: Sequence[int], tgt_lens: Sequence[int], steps: int,
-                                seed: int, batch_tokens: int = 4096) -> int:
-    """Padded target positions (B x max(T + 1)) of seqlab's first `steps` batches, replayed
-    with the training loop's batching (seqlab.text.batching.make_batches, per epoch)."""
+def seqlab_replay(src_lens: Sequence[int], tgt_lens: Sequence[int], steps: int, seed: int,
+                  batch_tokens: int | None, batch_size: int | None) -> dict[str, int]:
+    """Padded (B x (max T + 1)) and real (sum of T + 1) target positions of seqlab's first
+    `steps` training batches, replayed with the training loop's batching
+    (seqlab.text.batching.make_batches per epoch, epochs from 0).
+
+    src_lens: (N,) source lengths as the loop counts them (subwords + EOS); tgt_lens: (N,)
+    target subwords (without EOS).
+    """
     from seqlab.text.batching import make_batches
 
-    total, epoch, left = 0, 0, steps
+    padded = real = 0
+    epoch, left = 0, steps
     while left > 0:
-        for rows in make_batches(src_lens, tgt_lens, max_tokens=batch_tokens, seed=seed,
-                                 epoch=epoch)[:left]:
-            total += len(rows) * (max(tgt_lens[i] for i in rows) + 1)
+        for rows in make_batches(src_lens, tgt_lens, max_tokens=batch_tokens,
+                                 batch_size=batch_size, seed=seed, epoch=epoch)[:left]:
+            padded += len(rows) * (max(tgt_lens[i] for i in rows) + 1)
+            real += sum(tgt_lens[i] + 1 for i in rows)
             left -= 1
         epoch += 1
-    return total
+    return {"steps": steps, "padded_target_positions": padded, "real_target_tokens": real}
 
 
 def run_joey_train(joey_python: str, cfg_path: Path, threads: int, budget_s: float,
@@ -298,13 +337,17 @@ def run_joey_train(joey_python: str, cfg_path: Path, threads: int, budget_s: flo
 
 
 def joey_decode(joey_python: str, cfg_path: Path, ckpt: Path, threads: int,
-                jobs: Sequence[tuple[str, int]], out: Path, stats_only: bool = False
-                ) -> dict[str, Any]:
+                jobs: Sequence[tuple[str, int]], out: Path, stats_only: bool = False,
+                replay_steps: int | None = None) -> dict[str, Any]:
+    """Run peer/joey_decode.py in Joey's environment: decode `jobs` (split, beam) with `ckpt`,
+    or only read its statistics, or replay `replay_steps` training batches; its JSON result."""
     cmd = [joey_python, str(JOEY_DECODE), "--config", str(cfg_path), "--ckpt", str(ckpt),
            "--threads", str(threads), "--batch-size", "64", "--out", str(out)]
     cmd += [a for split, beam in jobs for a in ("--job", f"{split}:{beam}")]
     if stats_only:
         cmd.append("--stats-only")
+    if replay_steps is not None:
+        cmd += ["--replay-steps", str(replay_steps)]
     res = subprocess.run(cmd, env=joey_env(threads), capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"Joey decoding failed ({res.returncode}):\n{res.stderr[-3000:]}")
@@ -313,47 +356,82 @@ def joey_decode(joey_python: str, cfg_path: Path, ckpt: Path, threads: int,
     return result
 
 
+
 def window_rate(rates: Sequence[float]) -> float | None:
     """Median tokens/s over logging windows, the first (warm-up) one dropped when others exist."""
     rates = list(rates[1:] if len(rates) > 1 else rates)
     return statistics.median(rates) if rates else None
 
 
+
 # ---- the benchmark ---------------------------------------------------------------------------
 
 
-def parse_args() -> argparse.Namespace:
+def thread_list(text: str) -> list[int]:
+    """`--threads 1,2` -> [1, 2] (argparse type: a bad value is a one-line usage error)."""
+    try:
+        threads = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        threads = []
+    if not threads or min(threads) < 1 or len(set(threads)) != len(threads):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct thread counts >= 1, "
+                                         "comma-separated, e.g. 1,2")
+    return threads
+
+
+def eval_interval(text: str) -> int:
+    """`--eval-every`: steps >= 2 (Joey logs at least once between validations)."""
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a step count >= 2")
+    return int(text)
+
+
+def system_list(text: str) -> list[str]:
+    systems = [s.strip() for s in text.split(",") if s.strip()]
+    if not systems or any(s not in SYSTEMS for s in systems):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected some of {', '.join(SYSTEMS)}")
+    return systems
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default="tatoeba-fra-eng")
     ap.add_argument("--src", default="en")
     ap.add_argument("--tgt", default="fr")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--seed", type=int, default=1234, help="split, tokenizer, init, data order")
-    ap.add_argument("--minutes", type=float, default=15.0, help="training budget per system")
+    ap.add_argument("--minutes", type=float, default=60.0,
+                    help="training budget (wall clock from the first batch) per system and "
+                         "thread count")
+    ap.add_argument("--threads", type=thread_list, default=[1, 2],
+                    help="thread counts, comma-separated; every system trains and decodes at "
+                         "each (default 1,2)")
+    ap.add_argument("--systems", type=system_list, default=list(SYSTEMS),
+                    help="which systems to run (default joey,seqlab; one alone for development)")
     ap.add_argument("--vocab-size", type=int, default=8000)
+    ap.add_argument("--eval-every", type=eval_interval, default=JoeySettings.validation_freq,
+                    help="validation interval in steps, both systems (greedy BLEU on the first "
+                         f"{DEV_SMALL} dev pairs)")
     ap.add_argument("--joey-python", default=None,
                     help="Joey's Python (default: $JOEY_PYTHON, else benchmarks/.venv-joey, "
                          "created if missing)")
-    ap.add_argument("--joey-threads", default="auto", choices=["auto", "1", "2"],
-                    help="auto: a short training with 1 and 2 threads picks the faster")
-    ap.add_argument("--calib-seconds", type=float, default=60.0,
-                    help="training seconds per thread setting in the Joey calibration")
     ap.add_argument("--joey-lr", type=float, default=JoeySettings.lr,
-                    help="Joey's (constant) Adam learning rate; default = seqlab's peak lr")
-    ap.add_argument("--seqlab-threads", default="auto", choices=["auto", "1", "2"],
-                    help="auto: the same calibration as for Joey (on a 20k-pair sample)")
+                    help="Joey's peak Adam learning rate; default = seqlab's peak lr")
     ap.add_argument("--train-limit", type=int, default=None,
                     help="use a seeded random sample of this many training pairs (smoke runs)")
     ap.add_argument("--eval-limit", type=int, default=None,
                     help="evaluate on the first N dev and test pairs only (smoke runs)")
-    ap.add_argument("--skip-seqlab", action="store_true", help="Joey only (development)")
-    ap.add_argument("--eval-only", action="store_true",
-                    help="skip training: evaluate the trained systems of an earlier run in "
-                         "--work-dir (its state is saved in trained.json after training)")
     ap.add_argument("--work-dir", default=str(REPO / "runs" / "bench_translate_peer"))
     ap.add_argument("--out", default=None,
                     help="default: benchmarks/results/translate_peer_<corpus>.json")
-    return ap.parse_args()
+    ap.add_argument("--table", action="store_true",
+                    help="print the Markdown table of the results in --out and exit")
+    return ap.parse_args(argv)
+
+
+def run_key(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a cached unit must share with this command to be reused."""
+    return {k: getattr(args, k) for k in KEY_ARGS}
 
 
 def limited(corpus: Any, train_limit: int | None, eval_limit: int | None, seed: int) -> Any:
@@ -370,378 +448,416 @@ def limited(corpus: Any, train_limit: int | None, eval_limit: int | None, seed: 
     return c
 
 
-def main() -> None:
-    args = parse_args()
-    from seqlab.text.metrics import score_corpus
-    from seqlab.text.tokenizer import TokenizerPair
-    from seqlab.translate.corpora import load_corpus
+class Setup:
+    """Data, shared tokenizer and Joey's files of one benchmark (made once, reused on restart).
 
-    t_bench = time.perf_counter()
-    work = Path(args.work_dir).resolve() / args.corpus
-    out_json = Path(args.out) if args.out else (
-        HERE / "results" / f"translate_peer_{args.corpus}.json")
-    budget_s = args.minutes * 60
-    record: dict[str, Any] = {
-        "benchmark": "translate_peer",
-        "date": utc_now(),
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "args": vars(args),
-        "git": git_state(),
-    }
+    train: the training pairs both systems use (after seqlab's length filter); src_len,
+    tgt_len: (N,) their subword counts without EOS; dev_small: the validation pairs.
+    """
 
-    if args.eval_only:
-        state = json.loads((work / "trained.json").read_text(encoding="utf-8"))
-        state["record"]["eval_only_command"] = record["command"]
+    def __init__(self, args: argparse.Namespace):
+        from seqlab.text.tokenizer import TokenizerPair
+        from seqlab.translate.corpora import load_corpus
+
+        self.args, self.key = args, run_key(args)
+        self.work = Path(args.work_dir).resolve() / args.corpus
         corpus = load_corpus(args.corpus, args.src, args.tgt, data_dir=args.data_dir,
                              seed=args.seed)
-        evaluate_and_write(args, state, limited(corpus, args.train_limit, args.eval_limit,
-                                                args.seed), out_json)
-        return
-
-    # 1. machine ------------------------------------------------------------------------------
-    joey_python, joey_setup = ensure_joey_python(args.joey_python)
-    peaks = {t: matmul_peak(t) for t in (1, 2)}
-    record["machine"] = {
-        "cpu_model": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
-        "torch_default_threads": torch.get_num_threads(), "python": platform.python_version(),
-        "platform": platform.platform(), "loadavg_start": os.getloadavg(),
-        "matmul_peak_fp32_1024": {str(t): p for t, p in peaks.items()},
-        "joey_python": joey_python, "joey_env": joey_version(joey_python),
-        "joey_env_setup": joey_setup or "existing environment",
-    }
-    print(f"CPU {record['machine']['cpu_model']}; torch {torch.__version__}; matmul peak "
-          f"{peaks[1]['gflops_peak']:.0f} GFLOP/s (1 thread), {peaks[2]['gflops_peak']:.0f} "
-          f"(2 threads); Joey env {record['machine']['joey_env']}", flush=True)
-
-    # 2. data and the shared tokenizer --------------------------------------------------------
-    corpus = load_corpus(args.corpus, args.src, args.tgt, data_dir=args.data_dir, seed=args.seed)
-    corpus = limited(corpus, args.train_limit, args.eval_limit, args.seed)
-    if work.exists():
-        shutil.rmtree(work)
-    (work / "joey").mkdir(parents=True)
-    t0 = time.perf_counter()
-    tok = TokenizerPair.train_pair(corpus.train.src, corpus.train.tgt, work / "shared",
-                                   vocab_size=args.vocab_size, shared=True)
-    tok_seconds = time.perf_counter() - t0
-    spm_model = work / "shared" / "tokenizer" / "shared.model"
-    src_ids, tgt_ids = tok.src.encode(corpus.train.src), tok.tgt.encode(corpus.train.tgt)
-    keep = [i for i in range(len(src_ids))
-            if 0 < len(src_ids[i]) <= MAX_LEN and 0 < len(tgt_ids[i]) <= MAX_LEN]
-    train = corpus.train.subset(keep)
-    src_pos = [len(src_ids[i]) + 1 for i in keep]     # + EOS (seqlab appends one to sources)
-    tgt_pos = [len(tgt_ids[i]) + 1 for i in keep]     # + EOS
-    jdata = work / "joey" / "data"
-    cleaned = write_parallel(jdata / "train", args.src, args.tgt, train.src, train.tgt)
-    dev_small = corpus.dev.subset(range(min(DEV_SMALL, len(corpus.dev))))
-    cleaned += write_parallel(jdata / "dev500", args.src, args.tgt, dev_small.src, dev_small.tgt)
-    cleaned += write_parallel(jdata / "dev", args.src, args.tgt, corpus.dev.src, corpus.dev.tgt)
-    cleaned += write_parallel(jdata / "test", args.src, args.tgt, corpus.test.src,
-                              corpus.test.tgt)
-    pieces = [tok.src.id_to_piece(i) for i in range(tok.src.vocab_size)]
-    joey_vocab_size = write_vocab(pieces, (0, 1, 2, 3), jdata / "vocab.txt")
-    record["data"] = {
-        "corpus": corpus.name, "description": getattr(corpus, "description", ""),
-        "src_lang": args.src, "tgt_lang": args.tgt, "split_seed": args.seed,
-        "train_pairs": len(corpus.train), "train_pairs_used": len(train),
-        "filtered_by_length": len(corpus.train) - len(train), "max_len": MAX_LEN,
-        "dev_pairs": len(corpus.dev), "test_pairs": len(corpus.test),
-        "train_target_tokens_per_epoch": sum(tgt_pos),
-        "tokenizer": {**tok.fingerprint(), "seconds": tok_seconds, "model_file": str(spm_model),
-                      "joey_vocab_size": joey_vocab_size},
-        "joey_lines_cleaned": cleaned,
-    }
-    print(f"data: {len(train)} training pairs ({len(corpus.train) - len(train)} too long), "
-          f"dev {len(corpus.dev)}, test {len(corpus.test)}; shared sentencepiece "
-          f"{tok.src.vocab_size} pieces ({tok_seconds:.0f} s)", flush=True)
-
-    settings = JoeySettings(seed=args.seed, lr=args.joey_lr)
-    common = dict(src_lang=args.src, tgt_lang=args.tgt, spm_model=spm_model,
-                  vocab_file=jdata / "vocab.txt")
-    jwork = work / "joey"
-
-    # 3. Joey: thread calibration, then the budgeted training ---------------------------------
-    calib: dict[str, Any] = {}
-    if args.joey_threads == "auto":
-        calib_settings = dataclasses.replace(settings, logging_freq=10, validation_freq=10**6)
-        for threads in (1, 2):
-            cfg = joey_config(name=f"calib{threads}", model_dir=jwork / f"calib{threads}",
-                              train_prefix=jdata / "train", dev_prefix=jdata / "dev500",
-                              test_prefix=None, settings=calib_settings, **common)
-            path = write_config(cfg, jwork / f"calib{threads}.yaml")
-            run = run_joey_train(joey_python, path, threads, args.calib_seconds,
-                                 jwork / f"calib{threads}.log")
-            st = joey_decode(joey_python, path, jwork / f"calib{threads}" / "latest.ckpt",
-                             threads, [], jwork / f"calib{threads}.json", stats_only=True)
-            # whole-run rate from the checkpoint's token count (robust to few log windows)
-            rate = st["total_tokens"] / run["train_wall_s"]
-            calib[str(threads)] = {"tokens_per_s": rate, "steps": st["steps"],
-                                   "seconds": run["train_wall_s"],
-                                   "window_median": window_rate(
-                                       [w["tokens_per_s"] for w in run["windows"]])}
-            shutil.rmtree(jwork / f"calib{threads}", ignore_errors=True)
-            print(f"Joey calibration, {threads} thread(s): {rate or 0:.0f} target tokens/s",
+        self.corpus = corpus = limited(corpus, args.train_limit, args.eval_limit, args.seed)
+        setup_file = self.work / "setup.json"
+        saved = (json.loads(setup_file.read_text(encoding="utf-8"))
+                 if setup_file.exists() else None)
+        reuse = saved is not None and saved["key"] == self.key
+        if not reuse:
+            if self.work.exists():
+                print(f"{self.work}: made with other settings; starting afresh", flush=True)
+                shutil.rmtree(self.work)
+            self.work.mkdir(parents=True)
+            t0 = time.perf_counter()
+            self.tok = TokenizerPair.train_pair(corpus.train.src, corpus.train.tgt,
+                                                self.work / "shared",
+                                                vocab_size=args.vocab_size, shared=True)
+            tok_seconds = time.perf_counter() - t0
+        else:
+            self.tok = TokenizerPair.load(self.work / "shared")
+        self.spm_model = self.work / "shared" / "tokenizer" / "shared.model"
+        src_ids, tgt_ids = self.tok.src.encode(corpus.train.src), self.tok.tgt.encode(
+            corpus.train.tgt)
+        keep = [i for i in range(len(src_ids))
+                if 0 < len(src_ids[i]) <= MAX_LEN and 0 < len(tgt_ids[i]) <= MAX_LEN]
+        self.train = corpus.train.subset(keep)
+        self.src_len = [len(src_ids[i]) for i in keep]
+        self.tgt_len = [len(tgt_ids[i]) for i in keep]
+        self.dev_small = corpus.dev.subset(range(min(DEV_SMALL, len(corpus.dev))))
+        self.jdata = self.work / "joey" / "data"
+        if reuse:
+            assert saved is not None
+            self.data = saved["data"]
+            print(f"{self.work}: data and tokenizer of an earlier start with these settings",
                   flush=True)
-        joey_threads = max((1, 2), key=lambda t: calib[str(t)]["tokens_per_s"] or 0.0)
-    else:
-        joey_threads = int(args.joey_threads)
+            return
+        a = args
+        cleaned = write_parallel(self.jdata / "train", a.src, a.tgt, self.train.src,
+                                 self.train.tgt)
+        cleaned += write_parallel(self.jdata / "dev500", a.src, a.tgt, self.dev_small.src,
+                                  self.dev_small.tgt)
+        cleaned += write_parallel(self.jdata / "dev", a.src, a.tgt, corpus.dev.src,
+                                  corpus.dev.tgt)
+        cleaned += write_parallel(self.jdata / "test", a.src, a.tgt, corpus.test.src,
+                                  corpus.test.tgt)
+        pieces = [self.tok.src.id_to_piece(i) for i in range(self.tok.src.vocab_size)]
+        joey_vocab_size = write_vocab(pieces, (0, 1, 2, 3), self.jdata / "vocab.txt")
+        self.data = {
+            "corpus": corpus.name, "description": getattr(corpus, "description", ""),
+            "src_lang": a.src, "tgt_lang": a.tgt, "split_seed": a.seed,
+            "train_pairs": len(corpus.train), "train_pairs_used": len(self.train),
+            "filtered_by_length": len(corpus.train) - len(self.train), "max_len": MAX_LEN,
+            "dev_pairs": len(corpus.dev), "test_pairs": len(corpus.test),
+            "validation_pairs": len(self.dev_small),
+            "train_target_tokens_per_epoch": sum(t + 1 for t in self.tgt_len),
+            "tokenizer": {**self.tok.fingerprint(), "seconds": tok_seconds,
+                          "model_file": str(self.spm_model),
+                          "joey_vocab_size": joey_vocab_size},
+            "joey_lines_cleaned": cleaned,
+        }
+        write_results(setup_file, {"key": self.key, "data": self.data})
+        print(f"data: {len(self.train)} training pairs "
+              f"({len(corpus.train) - len(self.train)} too long), dev {len(corpus.dev)}, test "
+              f"{len(corpus.test)}; shared sentencepiece {self.tok.src.vocab_size} pieces "
+              f"({tok_seconds:.0f} s)", flush=True)
 
-    jcfg = joey_config(name="joey_peer", model_dir=jwork / "model",
-                       train_prefix=jdata / "train", dev_prefix=jdata / "dev500",
-                       test_prefix=None, settings=settings, **common)
+    def model_cfg(self) -> dict[str, Any]:
+        """seqlab's model, the size Joey is given (JoeySettings)."""
+        s = JoeySettings()
+        return {"embedding_dim": s.emb_dim, "encoder_hidden_size": s.enc_hidden,
+                "decoder_hidden_size": s.dec_hidden, "attention": "additive",
+                "input_feeding": True, "bridge": True}
+
+
+def train_figures(steps: int, wall_s: float, real: int, padded: int,
+                  window_rates: Sequence[float]) -> dict[str, Any]:
+    """A unit's training speed over its whole budget (validation included)."""
+    return {"steps": steps, "train_wall_s": wall_s, "steps_per_s": steps / wall_s,
+            "real_target_tokens": real, "padded_target_positions": padded,
+            "real_target_tokens_per_s": real / wall_s,
+            "padded_target_tokens_per_s": padded / wall_s,
+            "padding_share": 1 - real / padded if padded else None,
+            "real_target_tokens_per_s_window_median": window_rate(window_rates)}
+
+
+def scored(st: Setup, split: str, hyps: Sequence[str], seconds: float) -> dict[str, Any]:
+    """BLEU/chrF (seqlab's scorer for every system) and decoding speed of one decode call."""
+    from seqlab.text.metrics import score_corpus
+
+    refs = {"dev": st.corpus.dev.tgt, "test": st.corpus.test.tgt}[split]
+    return {**score_corpus(list(hyps), refs, st.args.tgt), **decode_speed(hyps, seconds, st.tok),
+            "examples": list(hyps[:3])}
+
+
+def joey_unit(st: Setup, threads: int, joey_python: str) -> dict[str, Any]:
+    """Train Joey for the budget at `threads` threads, pick its checkpoint, replay its batches,
+    decode dev and test; the unit's record."""
+    from seqlab.text.metrics import score_corpus
+
+    args = st.args
+    jwork = st.work / "joey" / f"t{threads}"
+    if jwork.exists():                  # an unfinished earlier attempt
+        shutil.rmtree(jwork)
+    # Joey requires logging_freq < validation_freq
+    settings = JoeySettings(seed=args.seed, lr=args.joey_lr, validation_freq=args.eval_every,
+                            logging_freq=min(JoeySettings.logging_freq, args.eval_every - 1))
+    common = dict(src_lang=args.src, tgt_lang=args.tgt, spm_model=st.spm_model,
+                  vocab_file=st.jdata / "vocab.txt", settings=settings)
+    jcfg = joey_config(name=f"joey_t{threads}", model_dir=jwork / "model",
+                       train_prefix=st.jdata / "train", dev_prefix=st.jdata / "dev500",
+                       test_prefix=None, **common)
     jcfg_path = write_config(jcfg, jwork / "train.yaml")
-    jcfg_eval = joey_config(name="joey_peer", model_dir=jwork / "model", train_prefix=None,
-                            dev_prefix=jdata / "dev", test_prefix=jdata / "test",
-                            settings=settings, **common)
+    jcfg_eval = joey_config(name=f"joey_t{threads}", model_dir=jwork / "model",
+                            train_prefix=None, dev_prefix=st.jdata / "dev",
+                            test_prefix=st.jdata / "test", **common)
     jcfg_eval_path = write_config(jcfg_eval, jwork / "eval.yaml")
-    print(f"Joey: training {args.minutes:g} min with {joey_threads} thread(s)", flush=True)
-    load_samples: dict[str, list[float]] = {}
-    with LoadSampler(load_samples, "joey_train"):
-        jrun = run_joey_train(joey_python, jcfg_path, joey_threads, budget_s,
+    print(f"Joey, {threads} thread(s): training {args.minutes:g} min", flush=True)
+    loads: dict[str, list[float]] = {}
+    with LoadSampler(loads, "train"):
+        jrun = run_joey_train(joey_python, jcfg_path, threads, args.minutes * 60,
                               jwork / "train.log")
     # the checkpoint to evaluate: the better of best-validation and final weights on dev-500
     mdir = jwork / "model"
     latest, best = (mdir / "latest.ckpt").resolve(), (mdir / "best.ckpt").resolve()
     candidates = [latest] if (not best.exists() or best == latest) else [latest, best]
-    choice: dict[str, Any] = {}
+    choice: dict[str, float] = {}
     for ck in candidates:
-        r = joey_decode(joey_python, jcfg_path, ck, joey_threads, [("dev", 1)],
+        r = joey_decode(joey_python, jcfg_path, ck, threads, [("dev", 1)],
                         jwork / f"select_{ck.stem}.json")
-        choice[ck.name] = score_corpus(r["jobs"][0]["hyps"], dev_small.tgt, args.tgt)["bleu"]
-    joey_ckpt = max(candidates, key=lambda c: choice[c.name])
-    jstats = joey_decode(joey_python, jcfg_path, latest, joey_threads, [],
-                         jwork / "stats.json", stats_only=True)
-    joey_rate = window_rate([w["tokens_per_s"] for w in jrun["windows"]])
-    record["joey"] = {
-        "config": jcfg, "eval_config": jcfg_eval, "settings": settings_dict(settings),
-        "threads": joey_threads, "thread_calibration": calib or "fixed by --joey-threads",
-        "train": {k: v for k, v in jrun.items() if k != "windows"},
-        "steps": jstats["steps"], "train_target_tokens": jstats["total_tokens"],
-        "tokens_per_s_windows_median": joey_rate,
-        "tokens_per_s_overall": jstats["total_tokens"] / jrun["train_wall_s"],
-        "steps_per_s": jstats["steps"] / jrun["train_wall_s"],
-        "real_target_tokens_per_s": jstats["total_tokens"] / jrun["train_wall_s"],
-        # Joey's own (unbucketed) batches are not replayed here
-        "padded_target_tokens_per_s": None,
-        "windows": jrun["windows"],
-        "checkpoint_selection_dev500_bleu": choice, "evaluated_checkpoint": str(joey_ckpt),
-    }
-    print(f"Joey: {jstats['steps']} steps, {joey_rate or 0:.0f} target tokens/s (windows), "
-          f"{record['joey']['tokens_per_s_overall']:.0f} overall; checkpoint {joey_ckpt.name}",
+        choice[ck.name] = score_corpus(r["jobs"][0]["hyps"], st.dev_small.tgt,
+                                       args.tgt)["bleu"]
+    ckpt = max(candidates, key=lambda c: choice[c.name])
+    jstats = joey_decode(joey_python, jcfg_path, latest, threads, [], jwork / "stats.json",
+                         stats_only=True)
+    replay = joey_decode(joey_python, jcfg_path, latest, threads, [], jwork / "replay.json",
+                         replay_steps=jstats["steps"])["replay"]
+    # Joey counts a batch's tokens before its optimizer step (see joey_decode.py)
+    replay_ok = jstats["total_tokens"] in (replay["real_target_tokens"],
+                                           replay["real_target_tokens_one_more_batch"])
+    real = replay["real_target_tokens"] if replay_ok else jstats["total_tokens"]
+    train = train_figures(jstats["steps"], jrun["train_wall_s"], real,
+                          replay["padded_target_positions"],
+                          [w["tokens_per_s"] for w in jrun["windows"]])
+    print(f"Joey, {threads} thread(s): {train['steps']} steps, {train['steps_per_s']:.3f} "
+          f"steps/s, {train['real_target_tokens_per_s']:.0f} real target tokens/s (padding "
+          f"{100 * (train['padding_share'] or 0):.0f}%); checkpoint {ckpt.name}; decoding",
           flush=True)
+    dec = joey_decode(joey_python, jcfg_eval_path, ckpt, threads, EVAL_JOBS,
+                      jwork / "decode.json")
+    evals = {f"{j['split']}_beam{j['beam']}": scored(st, j["split"], j["hyps"], j["seconds"])
+             for j in dec["jobs"]}
+    return {"system": "joey", "threads": threads, "config": jcfg, "eval_config": jcfg_eval,
+            "settings": settings_dict(settings),
+            "train_run": {k: v for k, v in jrun.items() if k != "windows"},
+            "train": train, "reported_total_tokens": jstats["total_tokens"],
+            "replay": replay, "replay_matches_reported_tokens": replay_ok,
+            "windows": jrun["windows"], "checkpoint_selection_dev500_bleu": choice,
+            "evaluated_checkpoint": str(ckpt), "decode_command": dec["command"],
+            "num_parameters": dec.get("num_parameters"), "eval": evals,
+            "load_average": loads["train"]}
 
-    # 4. seqlab ---------------------------------------------------------------------------------
-    run_dir = work / "seqlab"
-    seqlab_threads = 2 if args.seqlab_threads == "auto" else int(args.seqlab_threads)
-    scalib: dict[str, Any] = {}
-    if not args.skip_seqlab:
-        from seqlab.translate.train import DataConfig, TrainConfig, train_translator
 
-        model_cfg = {"embedding_dim": settings.emb_dim,
-                     "encoder_hidden_size": settings.enc_hidden,
-                     "decoder_hidden_size": settings.dec_hidden, "attention": "additive",
-                     "input_feeding": True, "bridge": True}
-        data_cfg = DataConfig(corpus=args.corpus, src_lang=args.src, tgt_lang=args.tgt,
-                              data_dir=args.data_dir, split_seed=args.seed,
-                              vocab_size=args.vocab_size, shared_vocab=True, max_len=MAX_LEN)
-        if args.seqlab_threads == "auto":
-            # as for Joey: a short training per setting (on a sample, so the tokenizer that
-            # train_translator trains first is quick), whole-run target tokens/s
-            sample = limited(corpus, min(20000, len(corpus.train)), None, args.seed)
-            for threads in (1, 2):
-                cdir = work / f"seqlab_calib{threads}"
-                cal = train_translator(
-                    cdir, model_cfg=model_cfg, data_cfg=data_cfg, corpus=sample,
-                    train_cfg=TrainConfig(time_budget_min=args.calib_seconds / 60,
-                                          seed=args.seed, threads=threads, max_epochs=10**6,
-                                          eval_sentences=50),
-                    progress=False, echo=lambda _msg: None)
-                scalib[str(threads)] = {"tokens_per_s": cal["train_tokens_per_s"],
-                                        "steps": cal["steps"], "seconds": cal["seconds"]}
-                shutil.rmtree(cdir, ignore_errors=True)
-                print(f"seqlab calibration, {threads} thread(s): "
-                      f"{cal['train_tokens_per_s'] or 0:.0f} target tokens/s", flush=True)
-            seqlab_threads = max((1, 2), key=lambda t: scalib[str(t)]["tokens_per_s"] or 0.0)
-        train_cfg = TrainConfig(time_budget_min=args.minutes, seed=args.seed,
-                                threads=seqlab_threads, max_epochs=10**6)
-        print(f"seqlab: training {args.minutes:g} min with {seqlab_threads} thread(s)",
-              flush=True)
-        with LoadSampler(load_samples, "seqlab_train"):
-            summary = train_translator(run_dir, model_cfg=model_cfg, train_cfg=train_cfg,
-                                       data_cfg=data_cfg, corpus=corpus, progress=False)
-        scfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        log = [json.loads(line) for line in
-               (run_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
-        s_windows = [r["tokens_per_s"] for r in log if r.get("tokens_per_s")]
-        seqlab_rate = window_rate(s_windows)
-        record["seqlab"] = {
-            "config": scfg, "threads": seqlab_threads,
-            "thread_calibration": scalib or "fixed by --seqlab-threads",
-            "train_summary": summary,
-            "api_call": "train_translator(run_dir, model_cfg, TrainConfig(time_budget_min="
-                        f"{args.minutes:g}, seed={args.seed}, threads={seqlab_threads}), "
-                        "DataConfig(...), corpus=<the corpus above>)",
+def seqlab_unit(st: Setup, threads: int) -> dict[str, Any]:
+    """Train seqlab's translator for the budget at `threads` threads, replay its batches,
+    decode dev and test; the unit's record."""
+    from seqlab.training.loop import torch_threads
+    from seqlab.translate.api import Translator
+    from seqlab.translate.train import DataConfig, TrainConfig, train_translator
+
+    args = st.args
+    run_dir = st.work / f"seqlab_t{threads}"
+    if run_dir.exists():                # an unfinished earlier attempt
+        shutil.rmtree(run_dir)
+    model_cfg = st.model_cfg()
+    data_cfg = DataConfig(corpus=args.corpus, src_lang=args.src, tgt_lang=args.tgt,
+                          data_dir=args.data_dir, split_seed=args.seed,
+                          vocab_size=args.vocab_size, shared_vocab=True, max_len=MAX_LEN)
+    train_cfg = TrainConfig(time_budget_min=args.minutes, seed=args.seed, threads=threads,
+                            max_epochs=10**6, eval_every=args.eval_every,
+                            eval_sentences=DEV_SMALL)
+    print(f"seqlab, {threads} thread(s): training {args.minutes:g} min", flush=True)
+    loads: dict[str, list[float]] = {}
+    with LoadSampler(loads, "train"):
+        summary = train_translator(run_dir, model_cfg=model_cfg, train_cfg=train_cfg,
+                                   data_cfg=data_cfg, corpus=st.corpus, progress=False)
+    scfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    log = [json.loads(line) for line in
+           (run_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+    windows = [{"step": r["step"], "tokens_per_s": r["tokens_per_s"]} for r in log
+               if r.get("tokens_per_s")]
+    src_eos = int(scfg["data"].get("src_eos", True))
+    replay = seqlab_replay([n + src_eos for n in st.src_len], st.tgt_len, summary["steps"],
+                           args.seed, scfg["train"]["batch_tokens"], scfg["train"]["batch_size"])
+    reported = round((summary.get("train_tokens_per_s") or 0.0) * summary["seconds"])
+    replay_ok = abs(reported - replay["real_target_tokens"]) <= 1
+    train = train_figures(summary["steps"], summary["seconds"], replay["real_target_tokens"]
+                          if replay_ok else reported, replay["padded_target_positions"],
+                          [w["tokens_per_s"] for w in windows])
+    print(f"seqlab, {threads} thread(s): {train['steps']} steps, {train['steps_per_s']:.3f} "
+          f"steps/s, {train['real_target_tokens_per_s']:.0f} real target tokens/s (padding "
+          f"{100 * (train['padding_share'] or 0):.0f}%); decoding", flush=True)
+    translator = Translator.load(run_dir)
+    srcs = {"dev": st.corpus.dev.src, "test": st.corpus.test.src}
+    evals = {}
+    with torch_threads(threads):
+        for split, beam in EVAL_JOBS:
+            t0 = time.perf_counter()
+            hyps = translator.translate(list(srcs[split]), num_beams=beam, batch_size=64)
+            evals[f"{split}_beam{beam}"] = scored(st, split, hyps, time.perf_counter() - t0)
+    return {"system": "seqlab", "threads": threads, "config": scfg, "train_summary": summary,
+            "api_call": f"train_translator(run_dir, model_cfg, TrainConfig(time_budget_min="
+                        f"{args.minutes:g}, seed={args.seed}, threads={threads}, "
+                        f"eval_every={args.eval_every}, max_epochs=10**6), DataConfig(...), "
+                        "corpus=<the corpus above>)",
             "equivalent_cli": None if (args.train_limit or args.eval_limit) else (
                 f"seqlab translate train --corpus {args.corpus} --src {args.src} "
                 f"--tgt {args.tgt} --out RUN --attention additive --encoder-hidden-size "
-                f"{settings.enc_hidden} --decoder-hidden-size {settings.dec_hidden} "
-                f"--embedding-dim {settings.emb_dim} --vocab-size "
-                f"{args.vocab_size} --time-budget {args.minutes:g} --seed {args.seed} "
-                f"--threads {seqlab_threads} --max-epochs 1000000"),
-            "tokens_per_s_windows_median": seqlab_rate,
-            "tokens_per_s_overall": summary.get("train_tokens_per_s"),
-            "steps_per_s": summary["steps"] / summary["seconds"],
-            "real_target_tokens_per_s": summary.get("train_tokens_per_s"),
-            "padded_target_tokens_per_s": seqlab_padded_target_tokens(
-                [len(src_ids[i]) for i in keep], [len(tgt_ids[i]) for i in keep],
-                summary["steps"], args.seed) / summary["seconds"],
-            "windows": [{"step": r["step"], "tokens_per_s": r["tokens_per_s"]} for r in log
-                        if r.get("tokens_per_s")],
-            "same_tokenizer_as_joey": scfg["tokenizer"]["src_sha256"] == tok.src.sha256,
-            "same_training_pairs_as_joey": scfg["corpus"]["train_pairs_used"] == len(train),
+                f"{model_cfg['encoder_hidden_size']} --decoder-hidden-size "
+                f"{model_cfg['decoder_hidden_size']} --embedding-dim "
+                f"{model_cfg['embedding_dim']} --vocab-size {args.vocab_size} --time-budget "
+                f"{args.minutes:g} --seed {args.seed} --threads {threads} --eval-every "
+                f"{args.eval_every} --max-epochs 1000000"),
+            "train": train, "reported_total_tokens": reported, "replay": replay,
+            "replay_matches_reported_tokens": replay_ok, "windows": windows,
+            "same_tokenizer_as_joey": scfg["tokenizer"]["src_sha256"] == st.tok.src.sha256,
+            "same_training_pairs_as_joey": scfg["corpus"]["train_pairs_used"] == len(st.train),
             "evaluated_checkpoint": str(run_dir / "model.safetensors"),
-        }
-        print(f"seqlab: {summary['steps']} steps, {seqlab_rate or 0:.0f} target tokens/s "
-              f"(windows); same tokenizer: {record['seqlab']['same_tokenizer_as_joey']}",
-              flush=True)
-        flops = train_flops_per_target_token(scfg["model"], src_pos, tgt_pos)
-    else:
-        flops = train_flops_per_target_token(
-            {"embedding_dim": 256, "encoder_hidden_size": 256, "decoder_hidden_size": 256,
-             "attention": "additive", "tgt_vocab_size": tok.tgt.vocab_size}, src_pos, tgt_pos)
+            "num_parameters": translator.model.num_parameters(), "eval": evals,
+            "load_average": loads["train"]}
+
+
+def main() -> None:
+    args = parse_args()
+    out_json = Path(args.out) if args.out else (
+        HERE / "results" / f"translate_peer_{args.corpus}.json")
+    if args.table:
+        if not out_json.exists():
+            sys.exit(f"{out_json}: no results yet (run the benchmark first)")
+        record = json.loads(out_json.read_text(encoding="utf-8"))
+        if "units" not in record:
+            sys.exit(f"{out_json}: written by an earlier version of this script (no 'units'); "
+                     "run the benchmark again")
+        print(markdown_table(record))
+        return
+
+    t_bench = time.perf_counter()
+    record: dict[str, Any] = {
+        "benchmark": "translate_peer", "date": utc_now(),
+        "command": shlex.join([sys.executable, *sys.argv]), "args": vars(args),
+        "key": run_key(args), "git": git_state(), "threads": args.threads,
+        "systems": args.systems,
+    }
+    joey_python, joey_setup = (ensure_joey_python(args.joey_python) if "joey" in args.systems
+                               else ("", []))
+    record["machine"] = {
+        "cpu_model": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
+        "torch_default_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "platform": platform.platform(), "loadavg_start": os.getloadavg(),
+        "joey_python": joey_python,
+        "joey_env": joey_version(joey_python) if joey_python else None,
+        "joey_env_setup": joey_setup or "existing environment",
+    }
+    print(f"CPU {record['machine']['cpu_model']}; torch {torch.__version__}; Joey env "
+          f"{record['machine']['joey_env']}", flush=True)
+    st = Setup(args)
+    record["data"] = st.data
+    flops = train_flops_per_target_token(
+        {**st.model_cfg(), "tgt_vocab_size": st.tok.tgt.vocab_size},
+        [n + 1 for n in st.src_len], [n + 1 for n in st.tgt_len])
     record["flops"] = {**flops, "formula": train_flops_per_target_token.__doc__}
-    record["load_average_during_training"] = load_samples
-    state = {"record": record, "peaks": {str(k): v for k, v in peaks.items()},
-             "joey_python": joey_python, "joey_ckpt": str(joey_ckpt),
-             "joey_threads": joey_threads, "seqlab_threads": seqlab_threads,
-             "jcfg_eval_path": str(jcfg_eval_path), "run_dir": str(run_dir),
-             "t_bench": time.perf_counter() - t_bench}
-    write_results(work / "trained.json", state)
-    evaluate_and_write(args, state, corpus, out_json)
-
-
-def evaluate_and_write(args: argparse.Namespace, state: dict[str, Any], corpus: Any,
-                       out_json: Path) -> None:
-    """Steps 5-6: decode dev and test with both systems (interleaved), print, write JSON."""
-    from seqlab.text.metrics import score_corpus
-
-    t_eval = time.perf_counter()
-    record = state["record"]
-    peaks = {int(k): v for k, v in state["peaks"].items()}
-    joey_python, joey_threads = state["joey_python"], state["joey_threads"]
-    joey_ckpt, jcfg_eval_path = Path(state["joey_ckpt"]), Path(state["jcfg_eval_path"])
-    seqlab_threads, run_dir = state["seqlab_threads"], Path(state["run_dir"])
-    jwork = jcfg_eval_path.parent
-    flops = record["flops"]
-
-    # 5. evaluation, interleaved --------------------------------------------------------------
-    refs = {"dev": corpus.dev.tgt, "test": corpus.test.tgt}
-    srcs = {"dev": corpus.dev.src, "test": corpus.test.src}
-    evals: dict[str, dict[str, Any]] = {"joey": {}, "seqlab": {}}
-    from seqlab.text.tokenizer import TokenizerPair
-
-    tok = TokenizerPair.load(Path(args.work_dir).resolve() / args.corpus / "shared")
-    translator = None
-    if "seqlab" in record:
-        from seqlab.translate.api import Translator
-
-        translator = Translator.load(run_dir)
-    for split, beam in EVAL_JOBS:
-        key = f"{split}_beam{beam}"
-        r = joey_decode(joey_python, jcfg_eval_path, joey_ckpt, joey_threads, [(split, beam)],
-                        jwork / f"decode_{key}.json")
-        job = r["jobs"][0]
-        evals["joey"][key] = {**score_corpus(job["hyps"], refs[split], args.tgt),
-                              **decode_speed(job["hyps"], job["seconds"], tok),
-                              "command": r["command"], "examples": job["hyps"][:3]}
-        if translator is not None:
-            torch.set_num_threads(seqlab_threads)
+    record["opennmt"] = OPENNMT_STATUS
+    runners: dict[str, Callable[[int], dict[str, Any]]] = {
+        "joey": lambda t: joey_unit(st, t, joey_python), "seqlab": lambda t: seqlab_unit(st, t)}
+    done = st.work / "done"
+    record["units"] = {}
+    for threads in args.threads:
+        for system in args.systems:
+            name = f"{system}_t{threads}"
+            path = done / f"{name}.json"
+            cached = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+            if cached is not None and cached.get("key") == st.key:
+                print(f"{name}: finished in an earlier start ({cached['date']}), reused",
+                      flush=True)
+                record["units"][name] = cached
+                continue
             t0 = time.perf_counter()
-            hyps = translator.translate(list(srcs[split]), num_beams=beam, batch_size=64)
-            sec = time.perf_counter() - t0
-            evals["seqlab"][key] = {**score_corpus(hyps, refs[split], args.tgt),
-                                    **decode_speed(hyps, sec, tok), "examples": hyps[:3]}
-        line = f"{key}: Joey BLEU {evals['joey'][key]['bleu']:.2f} " \
-               f"({evals['joey'][key]['sentences_per_s']:.0f} sent/s)"
-        if translator is not None:
-            line += (f", seqlab BLEU {evals['seqlab'][key]['bleu']:.2f} "
-                     f"({evals['seqlab'][key]['sentences_per_s']:.0f} sent/s)")
-        print(line, flush=True)
-    record["joey"]["eval"] = evals["joey"]
-    record["joey"]["num_parameters"] = r.get("num_parameters")
-    if translator is not None:
-        record["seqlab"]["eval"] = evals["seqlab"]
-        record["seqlab"]["num_parameters"] = translator.model.num_parameters()
-
-    # 6. the table ------------------------------------------------------------------------------
-    peak = {1: peaks[1]["gflops_peak"], 2: peaks[2]["gflops_peak"]}
-    fpt = flops["train_flops_per_target_token"]
-    rows = build_rows(record, fpt, peak, joey_threads, seqlab_threads)
-    record["table"] = rows
-    record["machine"]["loadavg_end"] = os.getloadavg()
-    record["total_seconds"] = state["t_bench"] + time.perf_counter() - t_eval
-    print_table(rows, record)
-    write_results(out_json, record)
+            unit = {"key": st.key, "date": utc_now(), "git": git_state(),
+                    "loadavg_start": os.getloadavg(),
+                    "matmul_peak_fp32_1024": matmul_peak(threads)}
+            unit.update(runners[system](threads))
+            unit["loadavg_end"] = os.getloadavg()
+            unit["unit_seconds"] = time.perf_counter() - t0
+            write_results(path, unit)
+            record["units"][name] = unit
+            write_record(record, out_json, t_bench)
+    write_record(record, out_json, t_bench)
+    print(markdown_table(record))
     print(f"wrote {out_json}")
 
 
-def build_rows(record: dict[str, Any], fpt: float, peak: dict[int, float], joey_threads: int,
-               seqlab_threads: int) -> list[dict[str, Any]]:
-    """Side-by-side figures: (name, Joey, seqlab, seqlab/Joey)."""
-    j, s = record["joey"], record.get("seqlab")
+def write_record(record: dict[str, Any], out_json: Path, t_bench: float) -> None:
+    """The results JSON with the units so far and the table ("complete" once all are in)."""
+    record["complete"] = len(record["units"]) == len(record["threads"]) * len(
+        record["systems"])
+    record["table"] = table_rows(record)
+    record["markdown"] = markdown_table(record)
+    record["machine"]["loadavg_end"] = os.getloadavg()
+    record["total_seconds_this_start"] = time.perf_counter() - t_bench
+    write_results(out_json, record)
 
-    def row(name: str, jv: float | None, sv: float | None, fmt: str) -> dict[str, Any]:
-        ratio = sv / jv if (jv and sv is not None) else None
-        return {"figure": name, "joey": jv, "seqlab": sv, "ratio": ratio, "fmt": fmt}
 
-    def ev(sysrec: dict[str, Any] | None, key: str, what: str) -> float | None:
-        return None if sysrec is None else sysrec["eval"][key].get(what)
+# ---- the table -------------------------------------------------------------------------------
 
-    jr, sr = j["tokens_per_s_windows_median"], s and s["tokens_per_s_windows_median"]
-    rows = [
-        row("train target tokens/s (median window)", jr, sr, ".0f"),
-        row("train target tokens/s (overall, incl. validation)", j["tokens_per_s_overall"],
-            s and s["tokens_per_s_overall"], ".0f"),
-        row("train GFLOP/s (analytic)", jr and jr * fpt / 1e9, sr and sr * fpt / 1e9, ".1f"),
-        row("share of matmul peak, own threads (%)", jr and 100 * jr * fpt / 1e9
-            / peak[joey_threads], sr and 100 * sr * fpt / 1e9 / peak[seqlab_threads], ".1f"),
-        row("training steps", j["steps"], s and s["train_summary"]["steps"], ".0f"),
-        row("train steps/s", j.get("steps_per_s"), s and s.get("steps_per_s"), ".2f"),
-        row("train padded target tokens/s", j.get("padded_target_tokens_per_s"),
-            s and s.get("padded_target_tokens_per_s"), ".0f"),
-    ]
-    for split in ("dev", "test"):
-        for beam in (1, 5):
-            key = f"{split}_beam{beam}"
-            name = f"{split} {'greedy' if beam == 1 else 'beam 5'}"
-            rows.append(row(f"{name} BLEU", ev(j, key, "bleu"), ev(s, key, "bleu"), ".2f"))
-            rows.append(row(f"{name} chrF", ev(j, key, "chrf"), ev(s, key, "chrf"), ".2f"))
-    for split in ("dev", "test"):
-        for beam in (1, 5):
-            key = f"{split}_beam{beam}"
-            name = f"{split} {'greedy' if beam == 1 else 'beam 5'}"
-            rows.append(row(f"{name} sentences/s (batch 64)", ev(j, key, "sentences_per_s"),
-                            ev(s, key, "sentences_per_s"), ".0f"))
-            rows.append(row(f"{name} output tokens/s (batch 64)",
-                            ev(j, key, "output_tokens_per_s"),
-                            ev(s, key, "output_tokens_per_s"), ".0f"))
-            rows.append(row(f"{name} mean hypothesis length (subwords)",
-                            ev(j, key, "mean_hypothesis_tokens"),
-                            ev(s, key, "mean_hypothesis_tokens"), ".1f"))
+# (figure, where in a unit, format, whether seqlab/Joey is a speed ratio)
+_ROWS: list[tuple[str, tuple[str, ...], str, bool]] = [
+    ("training steps in the budget", ("train", "steps"), ",.0f", True),
+    ("train steps/s", ("train", "steps_per_s"), ".3f", True),
+    ("train padded target tokens/s", ("train", "padded_target_tokens_per_s"), ",.0f", True),
+    ("train real target tokens/s", ("train", "real_target_tokens_per_s"), ",.0f", True),
+    ("padding share of target positions", ("train", "padding_share"), ".0%", False),
+    ("real target tokens/s, median logging window (no validation)",
+     ("train", "real_target_tokens_per_s_window_median"), ",.0f", True),
+    ("achieved training GFLOP/s (analytic)", ("gflops",), ".1f", True),
+    ("share of the fp32 matmul peak, same threads", ("peak_share",), ".0%", False),
+]
+for _split in ("test", "dev"):
+    for _beam, _name in ((1, "greedy"), (5, "beam 5")):
+        _ROWS.append((f"{_split} BLEU {_name}", ("eval", f"{_split}_beam{_beam}", "bleu"),
+                      ".1f", False))
+        _ROWS.append((f"{_split} chrF {_name}", ("eval", f"{_split}_beam{_beam}", "chrf"),
+                      ".1f", False))
+for _beam, _name in ((1, "greedy"), (5, "beam 5")):
+    _key = f"test_beam{_beam}"
+    _ROWS += [(f"decoding {_name}: sentences/s (test, batch 64)",
+               ("eval", _key, "sentences_per_s"), ",.0f", True),
+              (f"decoding {_name}: output tokens/s", ("eval", _key, "output_tokens_per_s"),
+               ",.0f", True),
+              (f"decoding {_name}: mean hypothesis length (subwords)",
+               ("eval", _key, "mean_hypothesis_tokens"), ".1f", False)]
+
+
+def unit_value(unit: dict[str, Any] | None, path: tuple[str, ...], fpt: float) -> float | None:
+    """One figure of a unit (None if absent); gflops/peak_share derive from real tokens/s."""
+    if unit is None:
+        return None
+    rate = unit["train"]["real_target_tokens_per_s"]
+    if path == ("gflops",):
+        return rate * fpt / 1e9
+    if path == ("peak_share",):
+        return rate * fpt / 1e9 / unit["matmul_peak_fp32_1024"]["gflops_peak"]
+    value: Any = unit
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every figure per unit, with the seqlab/Joey ratio per thread count for speeds."""
+    fpt = record["flops"]["train_flops_per_target_token"]
+    rows = []
+    for figure, path, fmt, is_ratio in _ROWS:
+        row: dict[str, Any] = {"figure": figure, "fmt": fmt}
+        for t in record["threads"]:
+            j = unit_value(record["units"].get(f"joey_t{t}"), path, fpt)
+            s = unit_value(record["units"].get(f"seqlab_t{t}"), path, fpt)
+            row[f"joey_t{t}"], row[f"seqlab_t{t}"] = j, s
+            row[f"ratio_t{t}"] = s / j if (is_ratio and j and s is not None) else None
+        rows.append(row)
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
-    m = record["machine"]
-    print(f"\n{record['data']['corpus']} {record['data']['src_lang']}->"
-          f"{record['data']['tgt_lang']}, {record['args']['minutes']:g} min each; "
-          f"{m['cpu_model']}; Joey {record['joey']['threads']} thread(s), seqlab "
-          f"{record['seqlab']['threads'] if 'seqlab' in record else '-'}")
-    print(f"{'figure':<52} {'Joey NMT':>10} {'seqlab':>10} {'seqlab/Joey':>12}")
-    for r in rows:
-        def f(v: float | None, fmt: str) -> str:
-            return "-" if v is None else format(v, fmt)
-        print(f"{r['figure']:<52} {f(r['joey'], r['fmt']):>10} {f(r['seqlab'], r['fmt']):>10} "
-              f"{f(r['ratio'], '.2f'):>12}")
+def markdown_table(record: dict[str, Any]) -> str:
+    """The README's table: per thread count Joey, seqlab and seqlab/Joey."""
+    def cell(v: float | None, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    threads = record["threads"]
+    head = ["figure"]
+    for t in threads:
+        n = f"{t} thread{'s' if t > 1 else ''}"
+        head += [f"Joey NMT, {n}", f"seqlab, {n}", "seqlab / Joey"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table_rows(record):
+        cells = [row["figure"]]
+        for t in threads:
+            cells += [cell(row[f"joey_t{t}"], row["fmt"]), cell(row[f"seqlab_t{t}"], row["fmt"]),
+                      cell(row[f"ratio_t{t}"], ".2f") + ("x" if row[f"ratio_t{t}"] else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    d, m = record["data"], record["machine"]
+    lines.append("")
+    lines.append(f"{d['corpus']} {d['src_lang']}->{d['tgt_lang']}, "
+                 f"{d['train_pairs_used']:,} training pairs, {record['args']['minutes']:g} "
+                 f"minutes of training per system and thread count; {m['cpu_model']}; "
+                 f"`{record['command']}`" + ("" if record.get("complete") else
+                                              " (incomplete: some units still to run)"))
+    return "\n".join(lines)
 
 
 class LoadSampler:
