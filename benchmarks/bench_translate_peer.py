@@ -1,10 +1,11 @@
-"""seqlab's translator against Joey NMT 2.3.0, like for like: same data, tokenizer, model size,
-schedule, validation and wall-clock budget, both systems at 1 and at 2 threads, one command.
+"""seqlab's translator against Joey NMT 2.3.0 and OpenNMT-py 3.0.4, like for like: same data,
+tokenizer, model size, schedule, validation and wall-clock budget, every system at 1 and at 2
+threads, one command.
 
-    python benchmarks/bench_translate_peer.py                      # the full run (about 4.5 h)
-    python benchmarks/bench_translate_peer.py --minutes 0.5 --train-limit 3000 \\
+    python benchmarks/bench_translate_peer.py                      # the full run (about 6.5 h)
+    python benchmarks/bench_translate_peer.py --minutes 0.5 --train-limit 3000 \
         --eval-limit 100 --out /tmp/peer_smoke.json                # a smoke run
-    python benchmarks/bench_translate_peer.py --table              # the README's Markdown table
+    python benchmarks/bench_translate_peer.py --table              # the README's Markdown tables
 
 One run does everything, and every figure comes from it:
 
@@ -15,7 +16,8 @@ One run does everything, and every figure comes from it:
    training split, seqlab's length filter (both sides 1..100 subwords). Joey gets plain-text
    files of exactly these pairs plus that sentencepiece model and its pieces as vocabulary
    (benchmarks/peer/joey_config.py).
-3. For each thread count of `--threads` (default 1,2), Joey then seqlab, each a "unit":
+3. For each thread count of `--threads` (default 1,2), Joey, OpenNMT-py, then seqlab (`--systems`),
+   each a "unit":
    - Joey NMT (its own environment, `--joey-python`) in its recurrent configuration with the
      `warmupinversesquareroot` schedule (peak lr and warmup steps = seqlab's 2e-3 and 200; its
      `plateau` schedule fails on the pinned torch, see peer/joey_config.py), validating every
@@ -24,10 +26,17 @@ One run does everything, and every figure comes from it:
      saves its weights on KeyboardInterrupt). The evaluated checkpoint is the better of its
      best-validation and its final weights by dev-500 BLEU (what seqlab's training does at its
      end). The child gets default SIGINT handling, so a run started in the background works.
+   - OpenNMT-py (its own environment, `--onmt-python`, benchmarks/.venv-onmt): its `brnn`/`rnn`
+     LSTM model with `mlp` attention, input feeding and bridge on the same subword pieces,
+     Joey's schedule (OpenNMT's `noam` decay scaled to the same peak and warmup), validation
+     and a checkpoint every `--eval-every` steps, stopped with SIGINT after `--minutes`; the
+     evaluated checkpoint is the better of the best-perplexity and the last one by dev-500
+     BLEU. peer/onmt_config.py says where it cannot match the others (encoder 128 units per
+     direction under a 256-unit decoder; final weights = last checkpoint).
    - seqlab: `train_translator` with the same corpus, budget (also from the first batch,
      periodic validation included) and validation interval.
    - Evaluation at the unit's thread count: dev and test, greedy and beam 5, batch 64
-     sentences; hypotheses of both systems are scored by seqlab's `score_corpus` (sacreBLEU
+     sentences; hypotheses of all systems are scored by seqlab's `score_corpus` (sacreBLEU
      BLEU and chrF on detokenised text against the original references); decoding speed is
      sentences and output subword tokens per wall second of the decode call (tokenise +
      search + detokenise), with the mean hypothesis length (a model that writes longer
@@ -48,15 +57,16 @@ minutes, vocabulary, validation interval, limits; other thread lists are fine), 
 be spread over sessions. The results JSON is written after every unit ("complete": false
 until all units are in).
 
-OpenNMT-py as a second peer: OpenNMT-py 3.0.4 (the newest release whose torch pin admits
-torch 2.13; 3.1-3.3 want torch<2 / <2.1, 3.4 torch<2.2, 3.5 torch<2.3, whose only Linux
-wheels on PyPI are CUDA builds) installs into its own environment and its `brnn`/`rnn` model
-runs there, but it is not wired into this benchmark yet; the results JSON says so under
-"opennmt" (`OPENNMT_STATUS`).
+OpenNMT-py as a second peer: 3.0.4 is the newest release whose torch requirement admits the
+pinned torch 2.13 (3.1-3.2 require torch<2, 3.3 torch<2.1, 3.4 torch<2.2, 3.5 torch<2.3, and
+the package index has those torch releases for Linux only as CUDA builds); it runs with
+`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1` (its checkpoints hold an argparse.Namespace, which torch's
+weights-only loading refuses). Its padded target positions are not counted (its batches are
+length-bucketed like seqlab's; the JSON leaves them empty).
 
 The result goes to benchmarks/results/translate_peer_<corpus>.json (machine, commands, both
-configs, all figures, the table); working files (Joey's data, checkpoints and logs; seqlab's
-run directories) go under --work-dir (default runs/bench_translate_peer/, git-ignored).
+configs, all figures, the tables); working files (the peers' data, checkpoints and logs;
+seqlab's run directories) go under --work-dir (default runs/bench_translate_peer/, git-ignored).
 """
 
 from __future__ import annotations
@@ -95,6 +105,16 @@ from peer.joey_config import (  # noqa: E402
     write_parallel,
     write_vocab,
 )
+from peer.onmt_config import (  # noqa: E402
+    ONMT_ENV,
+    ONMT_PIP_STEPS,
+    OnmtSettings,
+    onmt_config,
+    parse_train_log,
+    to_yaml_block,
+    translation_seconds,
+    write_pieces,
+)
 
 JOEY_PIP_STEPS = [["torch==2.13.0"],
                   ["joeynmt==2.3.0", "importlib_metadata", "sentencepiece==0.2.0", "sacrebleu"]]
@@ -102,19 +122,11 @@ JOEY_DECODE = HERE / "peer" / "joey_decode.py"
 EVAL_JOBS = [("dev", 1), ("dev", 5), ("test", 1), ("test", 5)]
 DEV_SMALL = 500            # dev pairs used for validation during training (as seqlab's default)
 MAX_LEN = 100              # seqlab's DataConfig.max_len: training pairs with a longer side dropped
-SYSTEMS = ("joey", "seqlab")
+SYSTEMS = ("joey", "onmt", "seqlab")
+PEERS = {"joey": "Joey NMT", "onmt": "OpenNMT-py"}
 # the arguments a cached unit must share with the current command to be reused
 KEY_ARGS = ("corpus", "src", "tgt", "seed", "minutes", "vocab_size", "eval_every", "joey_lr",
             "train_limit", "eval_limit")
-OPENNMT_STATUS = {
-    "status": "not run",
-    "reason": "OpenNMT-py 3.0.4 installs beside torch 2.13.0 in its own environment "
-              "(pip install torch==2.13.0 'OpenNMT-py>=3,<4' picks 3.0.4, whose only torch "
-              "requirement is >=1.12.1; 3.1.x-3.2.x require torch<2, 3.3 torch<2.1, 3.4.x "
-              "torch<2.2, 3.5.x torch<2.3, and the only Linux wheels of those torch releases "
-              "on the package index are CUDA builds), but this benchmark does not drive it "
-              "yet: no time-budgeted training, batch replay or timed decoding for it.",
-}
 
 
 # ---- machine -------------------------------------------------------------------------------
@@ -199,19 +211,22 @@ def train_flops_per_target_token(model_cfg: dict[str, Any], src_lens: Sequence[i
 # ---- Joey's environment ----------------------------------------------------------------------
 
 
-def ensure_joey_python(arg: str | None) -> tuple[str, list[str]]:
-    """The Python of Joey's separate environment; creates benchmarks/.venv-joey if needed.
+def ensure_env(arg: str | None, env_var: str, venv_name: str,
+               pip_steps: Sequence[Sequence[str]]) -> tuple[str, list[str]]:
+    """The Python of a peer's separate environment: `arg`, else $`env_var`, else
+    benchmarks/`venv_name`, created with `pip_steps` if missing.
 
     Returns (path, commands run to create it, if any).
     """
-    path = arg or os.environ.get("JOEY_PYTHON") or str(HERE / ".venv-joey" / "bin" / "python")
+    given = arg or os.environ.get(env_var)
+    path = given or str(HERE / venv_name / "bin" / "python")
     made: list[str] = []
     if not Path(path).exists():
-        if arg or os.environ.get("JOEY_PYTHON"):
-            sys.exit(f"--joey-python {path}: no such file")
-        venv = HERE / ".venv-joey"
+        if given:
+            sys.exit(f"{path}: no such file (from --{venv_name[6:]}-python or ${env_var})")
+        venv = HERE / venv_name
         cmds = [[sys.executable, "-m", "venv", str(venv)]]
-        cmds += [[str(venv / "bin" / "pip"), "install", *pkgs] for pkgs in JOEY_PIP_STEPS]
+        cmds += [[str(venv / "bin" / "pip"), "install", *pkgs] for pkgs in pip_steps]
         for cmd in cmds:
             print("+", shlex.join(cmd), flush=True)
             subprocess.run(cmd, check=True)
@@ -219,10 +234,12 @@ def ensure_joey_python(arg: str | None) -> tuple[str, list[str]]:
     return path, made
 
 
-def joey_version(joey_python: str) -> dict[str, str]:
-    code = ("import json, importlib.metadata as m; print(json.dumps({p: m.version(p) for p in "
-            "['joeynmt', 'torch', 'sentencepiece', 'sacrebleu']}))")
-    out = subprocess.run([joey_python, "-c", code], check=True, capture_output=True, text=True)
+def package_versions(python: str, packages: Sequence[str]) -> dict[str, str]:
+    """Installed versions of `packages` in another environment's `python`."""
+    code = ("import json, sys, importlib.metadata as m; "
+            "print(json.dumps({p: m.version(p) for p in sys.argv[1:]}))")
+    out = subprocess.run([python, "-c", code, *packages], check=True, capture_output=True,
+                         text=True)
     return json.loads(out.stdout)
 
 
@@ -274,45 +291,43 @@ def seqlab_replay(src_lens: Sequence[int], tgt_lens: Sequence[int], steps: int, 
     return {"steps": steps, "padded_target_positions": padded, "real_target_tokens": real}
 
 
-def run_joey_train(joey_python: str, cfg_path: Path, threads: int, budget_s: float,
-                   log_path: Path, start_timeout_s: float = 900.0) -> dict[str, Any]:
-    """Train Joey for `budget_s` seconds of wall clock after its first batch, then SIGINT it.
+def run_budgeted(cmd: list[str], env: dict[str, str], budget_s: float, log_path: Path,
+                 start_marker: str, name: str, start_timeout_s: float = 900.0
+                 ) -> dict[str, Any]:
+    """Run a peer's training command for `budget_s` seconds of wall clock after `start_marker`
+    appears in its output (its first batch), then SIGINT it; its output goes to `log_path`.
 
-    Joey catches KeyboardInterrupt and saves the current weights (latest.ckpt). Returns the
-    command, startup and training wall times and the logged (step, tokens/s) windows.
+    Returns the command, startup and training wall times, and the child's exit status.
     """
-    # torch takes its thread count from OMP_NUM_THREADS (see joey_env)
-    cmd = [joey_python, "-m", "joeynmt", "train", str(cfg_path), "--skip-test"]
     t_launch = time.monotonic()
     # default SIGINT handling in the child: launched in the background (`cmd &`), this process
-    # inherits SIGINT as ignored, and so would Joey, which then never sees the end-of-budget
-    # SIGINT (exec keeps ignored signals ignored)
+    # inherits SIGINT as ignored, and so would the child, which then never sees the
+    # end-of-budget SIGINT (exec keeps ignored signals ignored)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            encoding="utf-8", errors="replace", env=joey_env(threads),
+                            encoding="utf-8", errors="replace", env=env,
                             preexec_fn=_default_sigint)
     assert proc.stdout is not None
     started = threading.Event()
-    state: dict[str, Any] = {"t_start": None, "windows": []}
+    state: dict[str, Any] = {"t_start": None}
 
     def reader() -> None:
         with open(log_path, "w", encoding="utf-8") as log:
             for line in proc.stdout:
                 log.write(line)
-                if not started.is_set() and "EPOCH 1" in line:
+                log.flush()
+                if not started.is_set() and start_marker in line:
                     state["t_start"] = time.monotonic()
                     started.set()
-                m = _TOKS_RE.search(line)
-                if m:
-                    state["windows"].append({"step": int(m[1]), "tokens_per_s": float(m[2])})
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
     while not started.wait(0.5):
         if proc.poll() is not None:
-            raise RuntimeError(f"Joey exited ({proc.returncode}) before training; see {log_path}")
+            raise RuntimeError(f"{name} exited ({proc.returncode}) before training; "
+                               f"see {log_path}")
         if time.monotonic() - t_launch > start_timeout_s:
             proc.kill()
-            raise RuntimeError(f"Joey did not start training in {start_timeout_s:.0f} s")
+            raise RuntimeError(f"{name} did not start training in {start_timeout_s:.0f} s")
     deadline = state["t_start"] + budget_s
     while (left := deadline - time.monotonic()) > 0 and proc.poll() is None:
         time.sleep(min(left, 0.5))
@@ -326,14 +341,29 @@ def run_joey_train(joey_python: str, cfg_path: Path, threads: int, budget_s: flo
         proc.kill()
         proc.wait()
     th.join(timeout=30)
-    if proc.returncode != 0:
-        raise RuntimeError(f"Joey training failed ({proc.returncode}); see {log_path}")
-    env = f"OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-    return {"command": env + shlex.join(cmd),
-            "threads": threads, "startup_s": state["t_start"] - t_launch,
+    prefix = " ".join(f"{k}={v}" for k, v in env.items() if k not in os.environ
+                      or os.environ[k] != v)
+    return {"command": (prefix + " " if prefix else "") + shlex.join(cmd),
+            "startup_s": state["t_start"] - t_launch,
             "train_wall_s": t_stop - state["t_start"], "ended_before_budget": ended_early,
-            "shutdown_s": time.monotonic() - t_stop, "windows": state["windows"],
+            "shutdown_s": time.monotonic() - t_stop, "returncode": proc.returncode,
             "log": str(log_path)}
+
+
+def run_joey_train(joey_python: str, cfg_path: Path, threads: int, budget_s: float,
+                   log_path: Path) -> dict[str, Any]:
+    """Train Joey for `budget_s` seconds after its first batch, then SIGINT it (Joey catches
+    KeyboardInterrupt and saves the current weights, latest.ckpt). `run_budgeted`'s record
+    plus the logged (step, tokens/s) windows."""
+    # torch takes its thread count from OMP_NUM_THREADS (see joey_env)
+    cmd = [joey_python, "-m", "joeynmt", "train", str(cfg_path), "--skip-test"]
+    run = run_budgeted(cmd, joey_env(threads), budget_s, log_path, "EPOCH 1", "Joey")
+    if run["returncode"] != 0:
+        raise RuntimeError(f"Joey training failed ({run['returncode']}); see {log_path}")
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    run["windows"] = [{"step": int(m[1]), "tokens_per_s": float(m[2])}
+                      for m in _TOKS_RE.finditer(text)]
+    return run
 
 
 def joey_decode(joey_python: str, cfg_path: Path, ckpt: Path, threads: int,
@@ -407,13 +437,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="thread counts, comma-separated; every system trains and decodes at "
                          "each (default 1,2)")
     ap.add_argument("--systems", type=system_list, default=list(SYSTEMS),
-                    help="which systems to run (default joey,seqlab; one alone for development)")
+                    help="which systems to run, comma-separated (default joey,onmt,seqlab)")
     ap.add_argument("--vocab-size", type=int, default=8000)
     ap.add_argument("--eval-every", type=eval_interval, default=JoeySettings.validation_freq,
                     help="validation interval in steps, both systems (greedy BLEU on the first "
                          f"{DEV_SMALL} dev pairs)")
     ap.add_argument("--joey-python", default=None,
                     help="Joey's Python (default: $JOEY_PYTHON, else benchmarks/.venv-joey, "
+                         "created if missing)")
+    ap.add_argument("--onmt-python", default=None,
+                    help="OpenNMT-py's Python (default: $ONMT_PYTHON, else benchmarks/.venv-onmt, "
                          "created if missing)")
     ap.add_argument("--joey-lr", type=float, default=JoeySettings.lr,
                     help="Joey's peak Adam learning rate; default = seqlab's peak lr")
@@ -534,13 +567,14 @@ class Setup:
                 "input_feeding": True, "bridge": True}
 
 
-def train_figures(steps: int, wall_s: float, real: int, padded: int,
+def train_figures(steps: int, wall_s: float, real: int, padded: int | None,
                   window_rates: Sequence[float]) -> dict[str, Any]:
-    """A unit's training speed over its whole budget (validation included)."""
+    """A unit's training speed over its whole budget (validation included); padded None:
+    not counted."""
     return {"steps": steps, "train_wall_s": wall_s, "steps_per_s": steps / wall_s,
             "real_target_tokens": real, "padded_target_positions": padded,
             "real_target_tokens_per_s": real / wall_s,
-            "padded_target_tokens_per_s": padded / wall_s,
+            "padded_target_tokens_per_s": None if padded is None else padded / wall_s,
             "padding_share": 1 - real / padded if padded else None,
             "real_target_tokens_per_s_window_median": window_rate(window_rates)}
 
@@ -563,9 +597,11 @@ def joey_unit(st: Setup, threads: int, joey_python: str) -> dict[str, Any]:
     jwork = st.work / "joey" / f"t{threads}"
     if jwork.exists():                  # an unfinished earlier attempt
         shutil.rmtree(jwork)
-    # Joey requires logging_freq < validation_freq
+    # Joey requires logging_freq < validation_freq and a divisor of it
+    log_every = max(d for d in range(1, min(JoeySettings.logging_freq, args.eval_every - 1) + 1)
+                    if args.eval_every % d == 0)
     settings = JoeySettings(seed=args.seed, lr=args.joey_lr, validation_freq=args.eval_every,
-                            logging_freq=min(JoeySettings.logging_freq, args.eval_every - 1))
+                            logging_freq=log_every)
     common = dict(src_lang=args.src, tgt_lang=args.tgt, spm_model=st.spm_model,
                   vocab_file=st.jdata / "vocab.txt", settings=settings)
     jcfg = joey_config(name=f"joey_t{threads}", model_dir=jwork / "model",
@@ -620,6 +656,106 @@ def joey_unit(st: Setup, threads: int, joey_python: str) -> dict[str, Any]:
             "evaluated_checkpoint": str(ckpt), "decode_command": dec["command"],
             "num_parameters": dec.get("num_parameters"), "eval": evals,
             "load_average": loads["train"]}
+
+
+def onmt_data(st: Setup) -> Path:
+    """OpenNMT's piece files (train, dev500, dev, test; `.src`/`.tgt`), written once."""
+    odata = st.work / "onmt" / "data"
+    done = odata / "written"
+    if not done.exists():
+        splits = {"train": st.train, "dev500": st.dev_small, "dev": st.corpus.dev,
+                  "test": st.corpus.test}
+        for name, split in splits.items():
+            write_pieces(odata / f"{name}.src", st.tok.src.encode_pieces(list(split.src)))
+            write_pieces(odata / f"{name}.tgt", st.tok.tgt.encode_pieces(list(split.tgt)))
+        done.write_text("", encoding="utf-8")
+    return odata
+
+
+def onmt_translate(st: Setup, onmt_python: str, ckpt: Path, src: Path, beam: int,
+                   threads: int, out: Path) -> tuple[list[str], float, str]:
+    """Decode a piece file with OpenNMT-py (batch 64 sentences); the detokenised hypotheses,
+    OpenNMT's own translation seconds (model loading excluded) and the command."""
+    cmd = [str(Path(onmt_python).parent / "onmt_translate"), "-model", str(ckpt), "-src",
+           str(src), "-output", str(out), "-batch_size", "64", "-batch_type", "sents",
+           "-beam_size", str(beam), "-report_time"]
+    res = subprocess.run(cmd, env={**joey_env(threads), **ONMT_ENV}, capture_output=True,
+                         text=True)
+    seconds = translation_seconds(res.stdout + res.stderr)
+    if res.returncode != 0 or seconds is None:
+        raise RuntimeError(f"OpenNMT-py decoding failed ({res.returncode}):\n"
+                           f"{res.stderr[-3000:]}")
+    piece_id = {st.tok.tgt.id_to_piece(i): i for i in range(st.tok.tgt.vocab_size)}
+    lines = out.read_text(encoding="utf-8").splitlines()
+    # OpenNMT's own specials (<unk>) are not pieces of the model: dropped
+    hyps = st.tok.tgt.decode([[piece_id[p] for p in line.split() if p in piece_id]
+                              for line in lines])
+    env = " ".join(f"{k}={v}" for k, v in ONMT_ENV.items())
+    return hyps, seconds, f"OMP_NUM_THREADS={threads} {env} " + shlex.join(cmd)
+
+
+def onmt_unit(st: Setup, threads: int, onmt_python: str) -> dict[str, Any]:
+    """Train OpenNMT-py for the budget at `threads` threads, pick its checkpoint, decode dev
+    and test; the unit's record (peer/onmt_config.py says how it is set up)."""
+    from seqlab.text.metrics import score_corpus
+
+    args = st.args
+    owork = st.work / "onmt" / f"t{threads}"
+    if owork.exists():                  # an unfinished earlier attempt
+        shutil.rmtree(owork)
+    owork.mkdir(parents=True)
+    odata = onmt_data(st)
+    settings = OnmtSettings(seed=args.seed, valid_steps=args.eval_every,
+                            report_every=min(OnmtSettings.report_every, args.eval_every))
+    cfg = onmt_config(model_dir=owork / "model", train_prefix=odata / "train",
+                      valid_prefix=odata / "dev500", vocab_file=st.jdata / "vocab.txt",
+                      settings=settings, train_pairs=len(st.train))
+    cfg_path = owork / "train.yaml"
+    cfg_path.write_text(to_yaml_block(cfg) + "\n", encoding="utf-8")
+    print(f"OpenNMT-py, {threads} thread(s): training {args.minutes:g} min", flush=True)
+    cmd = [str(Path(onmt_python).parent / "onmt_train"), "-config", str(cfg_path)]
+    loads: dict[str, list[float]] = {}
+    with LoadSampler(loads, "train"):
+        run = run_budgeted(cmd, {**joey_env(threads), **ONMT_ENV}, args.minutes * 60,
+                           owork / "train.log", "Start training loop", "OpenNMT-py")
+    # OpenNMT has no SIGINT handler (a non-zero exit is expected); it must have reported
+    log = parse_train_log((owork / "train.log").read_text(encoding="utf-8", errors="replace"))
+    if not log["saved_steps"] or not log["steps"]:
+        raise RuntimeError(f"OpenNMT-py saved no checkpoint in the budget (exit "
+                           f"{run['returncode']}); see {owork / 'train.log'}")
+    # the checkpoint to evaluate: the better of the best-perplexity and the last one by
+    # dev-500 BLEU (as for the others)
+    last = log["saved_steps"][-1]
+    best = min(log["valid_ppl"], key=log["valid_ppl"].get) if log["valid_ppl"] else last
+    choice: dict[str, float] = {}
+    for step in sorted({last, best}):
+        ck = owork / "model" / f"model_step_{step}.pt"
+        hyps, _, _ = onmt_translate(st, onmt_python, ck, odata / "dev500.src", 1, threads,
+                                    owork / f"select_{step}.txt")
+        choice[ck.name] = score_corpus(hyps, st.dev_small.tgt, args.tgt)["bleu"]
+    ckpt = owork / "model" / max(choice, key=choice.get)   # type: ignore[arg-type]
+    # steps/s and tokens/s up to OpenNMT's last report, on its own clock
+    train = train_figures(log["steps"], log["seconds"], log["real_target_tokens"], None,
+                          [w["tokens_per_s"] for w in log["windows"]])
+    print(f"OpenNMT-py, {threads} thread(s): {train['steps']} steps, "
+          f"{train['steps_per_s']:.3f} steps/s, {train['real_target_tokens_per_s']:.0f} real "
+          f"target tokens/s; checkpoint {ckpt.name}; decoding", flush=True)
+    evals, commands = {}, {}
+    for split, beam in EVAL_JOBS:
+        key = f"{split}_beam{beam}"
+        hyps, sec, commands[key] = onmt_translate(st, onmt_python, ckpt, odata / f"{split}.src",
+                                                  beam, threads, owork / f"{key}.txt")
+        evals[key] = scored(st, split, hyps, sec)
+    return {"system": "onmt", "threads": threads, "config": cfg, "settings":
+            settings_dict(settings), "train_run": run, "train": train,
+            "valid_ppl": log["valid_ppl"], "saved_steps": log["saved_steps"],
+            "windows": log["windows"], "checkpoint_selection_dev500_bleu": choice,
+            "evaluated_checkpoint": str(ckpt), "decode_commands": commands, "eval": evals,
+            "load_average": loads["train"],
+            "notes": "real target tokens summed from the log's per-window means; padded "
+                     "positions not counted (OpenNMT's batches are length-bucketed); decoding "
+                     "time is OpenNMT's own -report_time figure (model loading excluded, "
+                     "input already split into pieces)"}
 
 
 def seqlab_unit(st: Setup, threads: int) -> dict[str, Any]:
@@ -712,27 +848,38 @@ def main() -> None:
         "key": run_key(args), "git": git_state(), "threads": args.threads,
         "systems": args.systems,
     }
-    joey_python, joey_setup = (ensure_joey_python(args.joey_python) if "joey" in args.systems
-                               else ("", []))
+    pythons = {"joey": "", "onmt": ""}
+    envs: dict[str, Any] = {}
+    for system, venv, var, steps, packages in (
+            ("joey", ".venv-joey", "JOEY_PYTHON", JOEY_PIP_STEPS,
+             ["joeynmt", "torch", "sentencepiece", "sacrebleu"]),
+            ("onmt", ".venv-onmt", "ONMT_PYTHON", ONMT_PIP_STEPS, ["OpenNMT-py", "torch"])):
+        if system in args.systems:
+            pythons[system], made = ensure_env(getattr(args, f"{system}_python"), var, venv,
+                                               steps)
+            envs[system] = {"python": pythons[system],
+                            "packages": package_versions(pythons[system], packages),
+                            "setup": made or "existing environment"}
     record["machine"] = {
         "cpu_model": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
         "torch_default_threads": torch.get_num_threads(), "python": platform.python_version(),
         "platform": platform.platform(), "loadavg_start": os.getloadavg(),
-        "joey_python": joey_python,
-        "joey_env": joey_version(joey_python) if joey_python else None,
-        "joey_env_setup": joey_setup or "existing environment",
+        "peer_environments": envs,
     }
-    print(f"CPU {record['machine']['cpu_model']}; torch {torch.__version__}; Joey env "
-          f"{record['machine']['joey_env']}", flush=True)
+    print(f"CPU {record['machine']['cpu_model']}; torch {torch.__version__}; peers "
+          f"{ {k: v['packages'] for k, v in envs.items()} }", flush=True)
     st = Setup(args)
     record["data"] = st.data
     flops = train_flops_per_target_token(
         {**st.model_cfg(), "tgt_vocab_size": st.tok.tgt.vocab_size},
         [n + 1 for n in st.src_len], [n + 1 for n in st.tgt_len])
     record["flops"] = {**flops, "formula": train_flops_per_target_token.__doc__}
-    record["opennmt"] = OPENNMT_STATUS
+    record["opennmt"] = ({"status": "run", "version": envs["onmt"]["packages"]["OpenNMT-py"]}
+                         if "onmt" in envs else {"status": "not run (--systems)"})
     runners: dict[str, Callable[[int], dict[str, Any]]] = {
-        "joey": lambda t: joey_unit(st, t, joey_python), "seqlab": lambda t: seqlab_unit(st, t)}
+        "joey": lambda t: joey_unit(st, t, pythons["joey"]),
+        "onmt": lambda t: onmt_unit(st, t, pythons["onmt"]),
+        "seqlab": lambda t: seqlab_unit(st, t)}
     done = st.work / "done"
     record["units"] = {}
     for threads in args.threads:
@@ -819,44 +966,49 @@ def unit_value(unit: dict[str, Any] | None, path: tuple[str, ...], fpt: float) -
 
 
 def table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every figure per unit, with the seqlab/Joey ratio per thread count for speeds."""
+    """Every figure per unit ("<system>_t<threads>"), and seqlab's ratio to each peer per
+    thread count for speeds ("seqlab/<peer>_t<threads>")."""
     fpt = record["flops"]["train_flops_per_target_token"]
     rows = []
     for figure, path, fmt, is_ratio in _ROWS:
         row: dict[str, Any] = {"figure": figure, "fmt": fmt}
         for t in record["threads"]:
-            j = unit_value(record["units"].get(f"joey_t{t}"), path, fpt)
-            s = unit_value(record["units"].get(f"seqlab_t{t}"), path, fpt)
-            row[f"joey_t{t}"], row[f"seqlab_t{t}"] = j, s
-            row[f"ratio_t{t}"] = s / j if (is_ratio and j and s is not None) else None
+            for system in record["systems"]:
+                row[f"{system}_t{t}"] = unit_value(record["units"].get(f"{system}_t{t}"),
+                                                   path, fpt)
+            s = row.get(f"seqlab_t{t}")
+            for peer in PEERS:
+                v = row.get(f"{peer}_t{t}")
+                row[f"seqlab/{peer}_t{t}"] = s / v if (is_ratio and v and s is not None) \
+                    else None
         rows.append(row)
     return rows
 
 
 def markdown_table(record: dict[str, Any]) -> str:
-    """The README's table: per thread count Joey, seqlab and seqlab/Joey."""
+    """The README's tables, one per thread count: each system, then seqlab / each peer."""
     def cell(v: float | None, fmt: str) -> str:
         return "" if v is None else format(v, fmt)
 
-    threads = record["threads"]
-    head = ["figure"]
-    for t in threads:
-        n = f"{t} thread{'s' if t > 1 else ''}"
-        head += [f"Joey NMT, {n}", f"seqlab, {n}", "seqlab / Joey"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in table_rows(record):
-        cells = [row["figure"]]
-        for t in threads:
-            cells += [cell(row[f"joey_t{t}"], row["fmt"]), cell(row[f"seqlab_t{t}"], row["fmt"]),
-                      cell(row[f"ratio_t{t}"], ".2f") + ("x" if row[f"ratio_t{t}"] else "")]
-        lines.append("| " + " | ".join(cells) + " |")
+    names = {**PEERS, "seqlab": "seqlab"}
+    systems = [s for s in SYSTEMS if s in record["systems"]]
+    peers = [p for p in PEERS if p in systems] if "seqlab" in systems else []
+    rows = table_rows(record)
     d, m = record["data"], record["machine"]
-    lines.append("")
-    lines.append(f"{d['corpus']} {d['src_lang']}->{d['tgt_lang']}, "
-                 f"{d['train_pairs_used']:,} training pairs, {record['args']['minutes']:g} "
-                 f"minutes of training per system and thread count; {m['cpu_model']}; "
-                 f"`{record['command']}`" + ("" if record.get("complete") else
-                                              " (incomplete: some units still to run)"))
+    lines = [f"{d['corpus']} {d['src_lang']}->{d['tgt_lang']}, {d['train_pairs_used']:,} "
+             f"training pairs, {record['args']['minutes']:g} minutes of training per system "
+             f"and thread count; {m['cpu_model']}; `{record['command']}`"
+             + ("" if record.get("complete") else " (incomplete: some units still to run)")]
+    for t in record["threads"]:
+        head = [f"{t} thread{'s' if t > 1 else ''}"] + [names[s] for s in systems]
+        head += [f"seqlab / {names[p]}" for p in peers]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in rows:
+            cells = [row["figure"]] + [cell(row[f"{s}_t{t}"], row["fmt"]) for s in systems]
+            for p in peers:
+                r = row[f"seqlab/{p}_t{t}"]
+                cells.append("" if r is None else f"{r:.2f}x")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
