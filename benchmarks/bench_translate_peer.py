@@ -733,7 +733,7 @@ def onmt_unit(st: Setup, threads: int, onmt_python: str) -> dict[str, Any]:
         hyps, _, _ = onmt_translate(st, onmt_python, ck, odata / "dev500.src", 1, threads,
                                     owork / f"select_{step}.txt")
         choice[ck.name] = score_corpus(hyps, st.dev_small.tgt, args.tgt)["bleu"]
-    ckpt = owork / "model" / max(choice, key=choice.get)   # type: ignore[arg-type]
+    ckpt = owork / "model" / max(choice, key=lambda name: choice[name])
     # steps/s and tokens/s up to OpenNMT's last report, on its own clock
     train = train_figures(log["steps"], log["seconds"], log["real_target_tokens"], None,
                           [w["tokens_per_s"] for w in log["windows"]])
@@ -881,7 +881,7 @@ def main() -> None:
         "onmt": lambda t: onmt_unit(st, t, pythons["onmt"]),
         "seqlab": lambda t: seqlab_unit(st, t)}
     done = st.work / "done"
-    record["units"] = {}
+    record["units"], record["failed"] = {}, {}
     for threads in args.threads:
         for system in args.systems:
             name = f"{system}_t{threads}"
@@ -896,7 +896,13 @@ def main() -> None:
             unit = {"key": st.key, "date": utc_now(), "git": git_state(),
                     "loadavg_start": os.getloadavg(),
                     "matmul_peak_fp32_1024": matmul_peak(threads)}
-            unit.update(runners[system](threads))
+            try:
+                unit.update(runners[system](threads))
+            except RuntimeError as e:
+                # the other units still run; this one is tried again on the next start
+                print(f"{name} failed: {e}", flush=True)
+                record["failed"][name] = str(e)
+                continue
             unit["loadavg_end"] = os.getloadavg()
             unit["unit_seconds"] = time.perf_counter() - t0
             write_results(path, unit)
@@ -905,6 +911,9 @@ def main() -> None:
     write_record(record, out_json, t_bench)
     print(markdown_table(record))
     print(f"wrote {out_json}")
+    if record["failed"]:
+        sys.exit(f"failed units (started again with the same command, they run again): "
+                 f"{', '.join(record['failed'])}")
 
 
 def write_record(record: dict[str, Any], out_json: Path, t_bench: float) -> None:

@@ -160,7 +160,7 @@ def joey_config(*, name: str, model_dir: Path, train_prefix: Path | None, dev_pr
     }
 
 
-def _yaml_float(x: float) -> str:
+def yaml_float(x: float) -> str:
     """A float PyYAML (YAML 1.1) reads back as a float: it needs a '.' and a signed exponent,
     so JSON's `1e-08` (a *string* to PyYAML) is written `1.0e-08`."""
     text = repr(float(x))
@@ -182,7 +182,7 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _yaml_float(value)
+        return yaml_float(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peer.joey_config import yaml_float
+
 ONMT_PIP_STEPS = [["torch==2.13.0"], ["OpenNMT-py==3.0.4"]]
 ONMT_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
@@ -124,10 +126,7 @@ def _scalar(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        text = repr(v)                  # YAML 1.1 needs a '.' and a signed exponent
-        mant, _, exp = text.partition("e")
-        mant = mant if "." in mant else mant + ".0"
-        return mant + (("e" + (exp if exp[0] in "+-" else "+" + exp)) if exp else "")
+        return yaml_float(v)
     if isinstance(v, int):
         return str(v)
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
