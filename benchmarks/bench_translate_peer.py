@@ -49,7 +49,8 @@ batching for the steps it made (seqlab's length-bucketed `make_batches`; Joey's 
 `TokenBatchSampler` in Joey's environment, peer/joey_decode.py `--replay-steps`), and each
 replay is checked against the real-token count the system itself reports. Also the median
 real tokens/s over logging windows (validation excluded), and the achieved GFLOP/s (analytic
-FLOPs per target token, `train_flops_per_target_token`) as a share of the matmul peak.
+FLOPs per target token of each system's model, `train_flops_per_target_token`) as a share of the
+matmul peak measured before the unit at its thread count.
 
 Resumable: each finished unit is cached in --work-dir (done/<system>_t<threads>.json) and
 skipped when the script is started again with the same settings (corpus, languages, seed,
@@ -88,7 +89,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -223,7 +224,7 @@ def ensure_env(arg: str | None, env_var: str, venv_name: str,
     made: list[str] = []
     if not Path(path).exists():
         if given:
-            sys.exit(f"{path}: no such file (from --{venv_name[6:]}-python or ${env_var})")
+            fail(f"{path}: no such file (from --{venv_name[6:]}-python or ${env_var})")
         venv = HERE / venv_name
         cmds = [[sys.executable, "-m", "venv", str(venv)]]
         cmds += [[str(venv / "bin" / "pip"), "install", *pkgs] for pkgs in pip_steps]
@@ -397,6 +398,12 @@ def window_rate(rates: Sequence[float]) -> float | None:
 # ---- the benchmark ---------------------------------------------------------------------------
 
 
+def fail(message: str) -> NoReturn:
+    """A one-line error on stderr and exit status 2 (bad input or settings; no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def thread_list(text: str) -> list[int]:
     """`--threads 1,2` -> [1, 2] (argparse type: a bad value is a one-line usage error)."""
     try:
@@ -502,6 +509,11 @@ class Setup:
                  if setup_file.exists() else None)
         reuse = saved is not None and saved["key"] == self.key
         if not reuse:
+            finished = sorted(self.work.glob("done/*.json"))
+            if finished:     # never throw away finished units (hours of training)
+                fail(f"{self.work}: holds finished units of other settings "
+                     f"({', '.join(f.stem for f in finished)}; {saved and saved['key']}); "
+                     "pass another --work-dir, or delete that folder")
             if self.work.exists():
                 print(f"{self.work}: made with other settings; starting afresh", flush=True)
                 shutil.rmtree(self.work)
@@ -833,11 +845,11 @@ def main() -> None:
         HERE / "results" / f"translate_peer_{args.corpus}.json")
     if args.table:
         if not out_json.exists():
-            sys.exit(f"{out_json}: no results yet (run the benchmark first)")
+            fail(f"{out_json}: no results yet (run the benchmark first)")
         record = json.loads(out_json.read_text(encoding="utf-8"))
         if "units" not in record:
-            sys.exit(f"{out_json}: written by an earlier version of this script (no 'units'); "
-                     "run the benchmark again")
+            fail(f"{out_json}: written by an earlier version of this script (no 'units'); "
+                 "run the benchmark again")
         print(markdown_table(record))
         return
 
@@ -870,10 +882,15 @@ def main() -> None:
           f"{ {k: v['packages'] for k, v in envs.items()} }", flush=True)
     st = Setup(args)
     record["data"] = st.data
-    flops = train_flops_per_target_token(
-        {**st.model_cfg(), "tgt_vocab_size": st.tok.tgt.vocab_size},
-        [n + 1 for n in st.src_len], [n + 1 for n in st.tgt_len])
-    record["flops"] = {**flops, "formula": train_flops_per_target_token.__doc__}
+    # per system: OpenNMT's encoder has half the units per direction (peer/onmt_config.py)
+    model = {**st.model_cfg(), "tgt_vocab_size": st.tok.tgt.vocab_size}
+    models = {"joey": model, "seqlab": model,
+              "onmt": {**model, "encoder_hidden_size": OnmtSettings.hidden_size // 2}}
+    record["flops"] = {
+        **{system: train_flops_per_target_token(models[system], [n + 1 for n in st.src_len],
+                                                [n + 1 for n in st.tgt_len])
+           for system in args.systems},
+        "formula": train_flops_per_target_token.__doc__}
     record["opennmt"] = ({"status": "run", "version": envs["onmt"]["packages"]["OpenNMT-py"]}
                          if "onmt" in envs else {"status": "not run (--systems)"})
     runners: dict[str, Callable[[int], dict[str, Any]]] = {
@@ -957,10 +974,13 @@ for _beam, _name in ((1, "greedy"), (5, "beam 5")):
                ("eval", _key, "mean_hypothesis_tokens"), ".1f", False)]
 
 
-def unit_value(unit: dict[str, Any] | None, path: tuple[str, ...], fpt: float) -> float | None:
-    """One figure of a unit (None if absent); gflops/peak_share derive from real tokens/s."""
+def unit_value(unit: dict[str, Any] | None, path: tuple[str, ...], flops: dict[str, Any]
+               ) -> float | None:
+    """One figure of a unit (None if absent); gflops/peak_share derive from real tokens/s and
+    the system's FLOPs per target token (`flops[system]`)."""
     if unit is None:
         return None
+    fpt = flops[unit["system"]]["train_flops_per_target_token"]
     rate = unit["train"]["real_target_tokens_per_s"]
     if path == ("gflops",):
         return rate * fpt / 1e9
@@ -977,14 +997,13 @@ def unit_value(unit: dict[str, Any] | None, path: tuple[str, ...], fpt: float) -
 def table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Every figure per unit ("<system>_t<threads>"), and seqlab's ratio to each peer per
     thread count for speeds ("seqlab/<peer>_t<threads>")."""
-    fpt = record["flops"]["train_flops_per_target_token"]
     rows = []
     for figure, path, fmt, is_ratio in _ROWS:
         row: dict[str, Any] = {"figure": figure, "fmt": fmt}
         for t in record["threads"]:
             for system in record["systems"]:
                 row[f"{system}_t{t}"] = unit_value(record["units"].get(f"{system}_t{t}"),
-                                                   path, fpt)
+                                                   path, record["flops"])
             s = row.get(f"seqlab_t{t}")
             for peer in PEERS:
                 v = row.get(f"{peer}_t{t}")
