@@ -4,7 +4,7 @@ threads, one command.
 
     python benchmarks/bench_translate_peer.py                      # the full run (about 6.5 h)
     python benchmarks/bench_translate_peer.py --minutes 0.5 --train-limit 3000 \
-        --eval-limit 100 --out /tmp/peer_smoke.json                # a smoke run
+        --eval-limit 100 --work-dir /tmp/peer_smoke --out /tmp/peer_smoke.json   # a smoke run
     python benchmarks/bench_translate_peer.py --table              # the README's Markdown tables
 
 One run does everything, and every figure comes from it:
@@ -15,7 +15,8 @@ One run does everything, and every figure comes from it:
    ONE shared sentencepiece model (seqlab's `TokenizerPair.train_pair`, 8k) trained on the
    training split, seqlab's length filter (both sides 1..100 subwords). Joey gets plain-text
    files of exactly these pairs plus that sentencepiece model and its pieces as vocabulary
-   (benchmarks/peer/joey_config.py).
+   (benchmarks/peer/joey_config.py); OpenNMT-py the same pairs as space-separated pieces with
+   the same vocabulary (benchmarks/peer/onmt_config.py).
 3. For each thread count of `--threads` (default 1,2), Joey, OpenNMT-py, then seqlab (`--systems`),
    each a "unit":
    - Joey NMT (its own environment, `--joey-python`) in its recurrent configuration with the
