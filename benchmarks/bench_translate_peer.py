@@ -109,6 +109,7 @@ from peer.joey_config import (  # noqa: E402
 )
 from peer.onmt_config import (  # noqa: E402
     ONMT_ENV,
+    ONMT_NOTES,
     ONMT_PIP_STEPS,
     OnmtSettings,
     onmt_config,
@@ -892,7 +893,8 @@ def main() -> None:
                                                 [n + 1 for n in st.tgt_len])
            for system in args.systems},
         "formula": train_flops_per_target_token.__doc__}
-    record["opennmt"] = ({"status": "run", "version": envs["onmt"]["packages"]["OpenNMT-py"]}
+    record["opennmt"] = ({"status": "run", "version": envs["onmt"]["packages"]["OpenNMT-py"],
+                          "notes": ONMT_NOTES}
                          if "onmt" in envs else {"status": "not run (--systems)"})
     runners: dict[str, Callable[[int], dict[str, Any]]] = {
         "joey": lambda t: joey_unit(st, t, pythons["joey"]),

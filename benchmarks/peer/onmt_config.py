@@ -36,6 +36,12 @@ from peer.joey_config import yaml_float
 
 ONMT_PIP_STEPS = [["torch==2.13.0"], ["OpenNMT-py==3.0.4"]]
 ONMT_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+ONMT_NOTES = ("3.0.4: the newest OpenNMT-py whose torch requirement (>=1.12.1) admits torch "
+              "2.13; 3.1.x-3.2.x require torch<2, 3.3 torch<2.1, 3.4.x torch<2.2, 3.5.x "
+              "torch<2.3, whose only Linux wheels on the package index are CUDA builds. Runs "
+              "with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1: its checkpoints hold an "
+              "argparse.Namespace, which torch's weights-only loading refuses. Encoder 128 "
+              "units per direction (its decoder must have the bidirectional encoder's size).")
 
 _STEP_RE = re.compile(r"Step\s+(\d+)(?:/\s*\d+)?;.*?bsz:\s+(\d+)/\s*(\d+)/\s*(\d+);\s+"
                       r"(\d+)/\s*(\d+) tok/s;\s+(\d+) sec;")
