@@ -36,7 +36,7 @@ import torch
 from _common import REPO, machine_info, write_results
 
 BASELINE_REV = "28d0f70"   # before the decoding speed-ups (issue #3)
-RUN_DIR = REPO / "runs" / "bench_translate_peer" / "tatoeba-fra-eng" / "seqlab"
+RUN_DIR = REPO / "runs" / "bench_translate_peer" / "tatoeba-fra-eng" / "seqlab_t1"
 
 
 def import_baseline(rev: str, into: Path) -> Any:

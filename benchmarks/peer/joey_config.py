@@ -15,10 +15,13 @@ sentence pairs and the same subword model:
 Model: the same size as seqlab's default translator: embeddings 256, 1-layer bidirectional LSTM
 encoder 256 per direction, LSTM decoder 256 with Bahdanau (additive) attention, input feeding,
 bridge initialisation, dropout 0.2 on embeddings and on the attentional layer's input.
-Training settings mirror seqlab's TrainConfig where Joey has a counterpart (Adam, lr, token
-batches of about the same padded size, clip norm, label smoothing, per-token loss). Joey's
-`plateau` scheduler crashes on torch 2.13, so the learning rate is held constant with
-`scheduling: exponential, decrease_factor: 1.0`.
+Training settings mirror seqlab's TrainConfig where Joey has a counterpart (Adam, peak lr,
+warmup steps, minimum lr, token batches of about the same padded size, clip norm, label
+smoothing, per-token loss, validation every `validation_freq` steps on the same 500 dev pairs).
+The schedule is Joey's `warmupinversesquareroot` (linear warmup to the peak, then decay with
+1/sqrt(step)): Joey's `plateau` scheduler, the one its recurrent example configs use, passes
+`verbose=` to torch's ReduceLROnPlateau, which newer torch releases no longer accept (TypeError
+at start-up on the pinned torch).
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ class JoeySettings:
     enc_hidden: int = 256
     dec_hidden: int = 256
     dropout: float = 0.2
-    lr: float = 2e-3
+    lr: float = 2e-3                  # peak learning rate (seqlab's TrainConfig.lr)
+    lr_warmup: int = 200              # linear warmup steps (seqlab's TrainConfig.warmup_steps)
+    lr_min: float = 1e-5              # floor of the decay (seqlab's TrainConfig.min_lr)
     batch_tokens: int = 4096          # Joey's token batch: n x max(src+1, tgt+1) >= this
     clip_norm: float = 1.0
     label_smoothing: float = 0.1
-    validation_freq: int = 500        # steps; greedy BLEU on the small dev file
+    validation_freq: int = 250        # steps; greedy BLEU on the small dev file
     logging_freq: int = 10            # steps; each log line has "Tokens per Sec"
     seed: int = 1234
     beam_alpha: float = 1.0           # length penalty for beam search at test time
@@ -119,8 +124,8 @@ def joey_config(*, name: str, model_dir: Path, train_prefix: Path | None, dev_pr
         "data": data,
         "training": {
             "optimizer": "adam", "adam_betas": [0.9, 0.999], "learning_rate": s.lr,
-            "learning_rate_min": 1e-8,
-            "scheduling": "exponential", "decrease_factor": 1.0,   # constant lr (see above)
+            "scheduling": "warmupinversesquareroot", "learning_rate_warmup": s.lr_warmup,
+            "learning_rate_min": s.lr_min,
             "batch_type": "token", "batch_size": s.batch_tokens, "batch_multiplier": 1,
             "normalization": "tokens", "loss": "crossentropy",
             "label_smoothing": s.label_smoothing, "clip_grad_norm": s.clip_norm,
@@ -155,7 +160,7 @@ def joey_config(*, name: str, model_dir: Path, train_prefix: Path | None, dev_pr
     }
 
 
-def _yaml_float(x: float) -> str:
+def yaml_float(x: float) -> str:
     """A float PyYAML (YAML 1.1) reads back as a float: it needs a '.' and a signed exponent,
     so JSON's `1e-08` (a *string* to PyYAML) is written `1.0e-08`."""
     text = repr(float(x))
@@ -177,7 +182,7 @@ def to_yaml(value: Any, indent: int = 0) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _yaml_float(value)
+        return yaml_float(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):

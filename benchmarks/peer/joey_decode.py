@@ -9,6 +9,14 @@ detokenised hypotheses and the wall time of that call (tokenisation + search + d
 as seqlab's `Translator.translate` is timed). Model and data loading are not timed. The output
 also holds the checkpoint's training statistics (steps, total target tokens) and the parameter
 count. Scoring is left to the caller (seqlab's `score_corpus`, the same scorer for both systems).
+
+`--replay-steps N` (with the training config) rebuilds Joey's training iterator as its
+TrainManager does (`make_iter` with the config's seed, `set_seed(seed + epoch)` per epoch) and
+counts, over the first N batches, the padded target positions (B x (max target length + 1), EOS
+included) and the real ones (`Batch.ntokens`), and the real ones of batch N + 1: a checkpoint's
+`total_tokens` equals one of the two real counts when the replay follows the training (Joey
+counts a batch's tokens before its optimizer step, so a run stopped between the two counted
+one batch more).
 This file must not import seqlab: it runs in Joey's separate environment.
 """
 
@@ -30,6 +38,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--job", action="append", default=[], help="SPLIT:BEAM, e.g. test:5")
     ap.add_argument("--stats-only", action="store_true", help="only checkpoint statistics")
+    ap.add_argument("--replay-steps", type=int, default=None,
+                    help="count the padded and real target positions of the first N batches")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -52,7 +62,9 @@ def main() -> None:
                     "best_ckpt_score": float(stats.get("best_ckpt_score", float("nan"))),
                     "jobs": []}
     del ckpt
-    if not args.stats_only:
+    if args.replay_steps is not None:
+        result["replay"] = replay_batches(load_config(Path(args.config)), args.replay_steps)
+    elif not args.stats_only:
         cfg = load_config(Path(args.config))
         cfg["testing"].update({"load_model": str(ckpt_path), "batch_size": args.batch_size,
                                "batch_type": "sentence", "eval_metrics": [], "n_best": 1})
@@ -72,9 +84,43 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             result["jobs"].append({"split": split, "beam": int(beam), "seconds": seconds,
                                    "n_sentences": len(hyps), "hyps": hyps})
-    tmp = Path(args.out + ".tmp")
+    write_json(result, args.out)
+
+
+def replay_batches(cfg: dict, steps: int) -> dict:
+    """Padded and real target positions of Joey's first `steps` training batches (see above)."""
+    from joeynmt.config import parse_global_args
+    from joeynmt.data import load_data
+
+    base = parse_global_args(cfg, rank=0, mode="test")   # fills in Joey's defaults
+    seed = base.seed                                      # TrainManager.seed
+    _, trg_vocab, train_data, _, _ = load_data(cfg=base.data, datasets=["train"])
+    it = train_data.make_iter(batch_size=base.train.batch_size,
+                              batch_type=base.train.batch_type, seed=seed,
+                              shuffle=base.train.shuffle, num_workers=0,
+                              pad_index=trg_vocab.pad_index, eos_index=trg_vocab.eos_index)
+    padded = real = batches = 0
+    real_next = None
+    epoch = 1                      # TrainManager's first epoch number
+    while real_next is None:
+        train_data.seed = seed + epoch
+        it.batch_sampler.set_seed(seed + epoch)
+        for batch in it:
+            if batches == steps:
+                real_next = real + int(batch.ntokens)
+                break
+            padded += batch.trg.numel()                     # (B, T + 1): targets + EOS
+            real += int(batch.ntokens)
+            batches += 1
+        epoch += 1
+    return {"steps": steps, "padded_target_positions": padded, "real_target_tokens": real,
+            "real_target_tokens_one_more_batch": real_next, "epochs_touched": epoch - 1}
+
+
+def write_json(result: dict, out: str) -> None:
+    tmp = Path(out + ".tmp")
     tmp.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(tmp, args.out)
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":
