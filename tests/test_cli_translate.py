@@ -126,7 +126,7 @@ def test_readme_demo_function(tmp_path):
     torch.set_num_threads(1)
     said: list[str] = []
     kw = dict(corpus=str(corpus), sentences=["I see two red cats .", "I have one dog ."],
-              progress=False, model_size=16, vocab_size=300, echo=said.append)
+              progress=False, model_size=16, vocab_size=300, threads=1, echo=said.append)
     try:
         res = run_translate_demo(tmp_path / "demo", steps=6, **kw)
         assert res.trained == "trained" and res.steps == 6
