@@ -292,6 +292,37 @@ def nab_of_static_runs(path: Path = RESULTS / "series_nab.json") -> dict:
     return out
 
 
+def markdown(rec: dict) -> str:
+    """The README's tables from a summary: held-out figures per category, then the default's
+    figures with and without the walk-forward refit, NAB's three profiles included."""
+    pub = rec["published"]["aer_f1"]
+    lines = ["| held-out category | selected on the others (per seed) | event F1 | NAB standard "
+             "| AER's F1 |", "|---|---|---|---|---|"]
+    for cat, row in rec["loco"].items():
+        sel = sorted(set(r["selected"] for r in row["rows"]))
+        lines.append(f"| {cat} | {', '.join(sel)} | {row['heldout_f1_mean']:.3f} ± "
+                     f"{row['heldout_f1_std']:.3f} | {row['heldout_nab_standard_mean']:.1f} ± "
+                     f"{row['heldout_nab_standard_std']:.1f} | {pub.get(cat, '-')} |")
+    fig = rec.get("figures", {})
+    cats = (*LABELLED, NO_ANOMALY)
+    lines += ["", "| detector (seeds) | " + " | ".join(cats) + " | NAB standard / low FP / low FN "
+              "(three labelled together) |", "|---" * (len(cats) + 2) + "|"]
+    for name, f in fig.items():
+        if not f:
+            continue
+        cells = []
+        for cat in cats:
+            if cat == NO_ANOMALY:
+                cells.append(f"{f[cat + '/false_alarms']['mean']:.1f} false alarms")
+            else:
+                cells.append(f"F1 {f[cat + '/f1']['mean']:.3f} ± {f[cat + '/f1']['std']:.3f}")
+        nab = " / ".join(f"{f['all_three/nab_' + p]['mean']:.1f}"
+                         for p in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"))
+        n = f[LABELLED[0] + "/f1"]["n"]
+        lines.append(f"| {name} ({n}) | " + " | ".join(cells) + f" | {nab} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", default="0,1,2")
@@ -301,9 +332,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--table", action="store_true",
+                   help="print the README's Markdown tables from --out and exit")
     p.add_argument("--cache", default=str(RESULTS / "series_loco_cache.json"))
     p.add_argument("--out", default=str(RESULTS / "series_loco.json"))
     args = p.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(args.threads)
     seeds = [int(x) for x in args.seeds.split(",")]
     configs = args.configs.split(",")
