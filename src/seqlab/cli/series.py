@@ -148,7 +148,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
     The defaults (--season auto --regression auto --log-scale auto --threshold sigma) are the
     configuration chosen by leave-one-category-out on NAB; --season none --regression 0
     --log-scale none trains the plain autoencoder."""
-    from seqlab.series.estimator import LEGACY_PARAMS, TRAINING_DIR, SeriesAutoencoder
+    from seqlab.series.estimator import PLAIN_PARAMS, TRAINING_DIR, SeriesAutoencoder
     from seqlab.series.io import read_series_csv
     from seqlab.training.checkpoint import check_run_dir, new_run_cleanup
 
@@ -160,7 +160,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         if resume:
             stored = _read_fit_args(run_dir / "config.json")
             columns, ts = stored["columns"], stored["timestamp"]
-            params = {**LEGACY_PARAMS, **stored["params"], "verbose": True}
+            params = {**PLAIN_PARAMS, **stored["params"], "verbose": True}
             ctx = click.get_current_context()
             if ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE:
                 params["epochs"] = epochs

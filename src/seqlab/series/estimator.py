@@ -145,8 +145,9 @@ from seqlab.series.windows import Scaler, WindowSet, fill_missing, window_starts
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
 TRAINING_DIR = "training"   # the training run inside a `seqlab series fit --out` directory
 AUTO_REGRESSION = 0.5       # regression="auto" on one long series: AER's ratio
-# what a model saved before a parameter existed did (the parameter's value then)
-LEGACY_PARAMS: dict[str, Any] = {"regression": 0.0, "season": None, "log_scale": None}
+# the plain autoencoder (no AER regression, daily profile or log scale); also what a model
+# saved before these parameters existed did
+PLAIN_PARAMS: dict[str, Any] = {"regression": 0.0, "season": None, "log_scale": None}
 
 
 class SeriesAutoencoder(BaseEstimator):
@@ -761,8 +762,8 @@ class SeriesAutoencoder(BaseEstimator):
         if config.get("format") != FORMAT:
             raise UserError(f"{cfg_path}: format {config.get('format')!r}, expected {FORMAT!r}")
         try:
-            # parameters added later are absent from older models: they had these values
-            params = {**LEGACY_PARAMS, **config["params"], "device": device}
+            # parameters added later are absent from older models, which had these values
+            params = {**PLAIN_PARAMS, **config["params"], "device": device}
             est = cls(**params)
             est.model_config_ = AutoencoderConfig(**config["model"])
             model = LSTMAutoencoder(est.model_config_)
