@@ -247,6 +247,19 @@ class SeriesAutoencoder(BaseEstimator):
             return float(self.prune)
         return PRUNE_MIN_DECREASE if self.threshold in ONE_SIDED else 0.0
 
+    @property
+    def effective_regression(self) -> float:
+        """The fitted model's AER ratio: `regression_` (set by fit and load); for an estimator
+        without it (assembled by hand from fitted parts), the parameter, and for "auto" what
+        the model was built with."""
+        fitted = getattr(self, "regression_", None)
+        if fitted is not None:
+            return float(fitted)
+        if self.regression != "auto":
+            return float(self.regression)
+        self._fitted()
+        return AUTO_REGRESSION if self.model_.cfg.regression else 0.0
+
     def _fitted(self) -> None:
         check_is_fitted(self, "model_", msg="this SeriesAutoencoder is not fitted yet: "
                                              "call fit(X) or load(dir)")
@@ -404,7 +417,7 @@ class SeriesAutoencoder(BaseEstimator):
             self.model_, self.history_ = train_autoencoder(
                 self.model_config_, train_set, val_set, run_dir=rd, epochs=int(self.epochs),
                 batch_size=int(self.batch_size), lr=float(self.lr),
-                regression=self.regression_, seed=int(self.seed), device=self.device,
+                regression=self.effective_regression, seed=int(self.seed), device=self.device,
                 num_threads=self.num_threads, resume=resume, verbose=bool(self.verbose),
                 run_config={"format": RUN_FORMAT, "params": self._portable_params(),
                             "metadata": run_metadata or {}})
@@ -442,7 +455,7 @@ class SeriesAutoencoder(BaseEstimator):
         if kind != "series":
             raise ValueError("partial_fit: expects one long series, not (n, T, C) samples")
         split, validation = self._validation_split(len(x))
-        if split < self.window + 2 * bool(self.regression_):
+        if split < self.window + 2 * bool(self.effective_regression):
             raise UserError(f"partial_fit: {len(x)} points leave no training window of "
                             f"{self.window} points")
         train_set, val_set = self._series_sets(x, split)
@@ -451,7 +464,7 @@ class SeriesAutoencoder(BaseEstimator):
             self.model_, self.partial_history_ = train_autoencoder(
                 self.model_config_, train_set, val_set, run_dir=rd, epochs=n_epochs,
                 batch_size=int(self.batch_size), lr=float(self.lr),
-                regression=self.regression_, seed=int(self.seed), device=self.device,
+                regression=self.effective_regression, seed=int(self.seed), device=self.device,
                 num_threads=self.num_threads, verbose=bool(self.verbose),
                 init_state={k: v.detach().clone() for k, v in self.model_.state_dict().items()})
         self.position_profile_ = self._runner().position_profile(x, self.effective_score_stride)
@@ -530,7 +543,7 @@ class SeriesAutoencoder(BaseEstimator):
         N = len(x)
         # Regression (AER): each training window carries one extra point either side, the
         # targets of the backward and forward predictions.
-        span = self.window + 2 if self.regression_ else self.window
+        span = self.window + 2 if self.effective_regression else self.window
         train_set = WindowSet(x[:split], window_starts(split, span, self.stride), span)
         val_part = x[split:] if split < N and N - split >= span else x
         val_set = WindowSet(val_part, window_starts(len(val_part), span,
@@ -551,7 +564,7 @@ class SeriesAutoencoder(BaseEstimator):
         ws = None if window_scores is None else (self.score_errors, window_scores)
         return self._runner().point_errors(
             x, self.effective_score_stride, getattr(self, "position_profile_", None),
-            bool(self.regression_), ws)
+            bool(self.effective_regression), ws)
 
     def score_errors(self, errors: np.ndarray, smooth: bool = True) -> np.ndarray:
         """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores (smoothed along T
@@ -581,7 +594,7 @@ class SeriesAutoencoder(BaseEstimator):
 
     def _sample_errors(self, x: np.ndarray) -> np.ndarray:
         """x: (n, T, C) scaled samples -> (n, T, C) absolute reconstruction errors."""
-        if self.regression_:
+        if self.effective_regression:
             raise ValueError("X: a regression model scores one long series, not (n, T, C) "
                              "samples (a sample has no points before and after it)")
         return self._runner().sample_errors(x)
@@ -720,7 +733,7 @@ class SeriesAutoencoder(BaseEstimator):
             "params": params,
             "model": vars(self.model_config_),
             "input_kind": self.input_kind_,
-            "regression": self.regression_,
+            "regression": self.effective_regression,
             "columns": self.columns_,
             "columns_from_names": self.columns_from_names_,
             "timestamp_name": self.timestamp_name_,
@@ -770,8 +783,6 @@ class SeriesAutoencoder(BaseEstimator):
             load_model_tensors(model, load_safetensors(weights)[0], str(weights))
             est.model_ = model.to(resolve_device(device)).eval()
             est.input_kind_ = config["input_kind"]
-            # models saved before "auto" existed: the parameter was the ratio itself
-            est.regression_ = float(config.get("regression", params["regression"]))
             est.columns_ = list(config["columns"])
             est.columns_from_names_ = bool(config["columns_from_names"])
             est.timestamp_name_ = config["timestamp_name"]
@@ -790,6 +801,9 @@ class SeriesAutoencoder(BaseEstimator):
             est.threshold_source_ = config["threshold_source"]
             est.validation_ = config["validation"]
             est.history_ = config["history"]
+            # models saved before "auto" existed: the parameter was the ratio itself
+            ratio = config.get("regression")
+            est.regression_ = est.effective_regression if ratio is None else float(ratio)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise UserError(f"{cfg_path}: corrupt SeriesAutoencoder config ({err!r})") from None
         if check_backend(backend) == "onnx":
