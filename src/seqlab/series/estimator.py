@@ -61,19 +61,19 @@ nothing where it cannot apply (no timestamps or no daily cycle, no skewed non-ne
 `regression=0, season=None, log_scale=None` gives the plain autoencoder on a series too.
 
 `regression` (AER, Wong et al. 2022; 0 = off; default "auto": 0.5, AER's ratio, on one long
-series with decoder_input="latent", else 0; `fit` stores the ratio used in `regression_`):
-the autoencoder also predicts the
-point just before and just after each window (`LSTMAutoencoder.forward_regression`), trained on
-(1 - r) * reconstruction MSE + r / 2 * (backward + forward prediction MSE). Each point's error
-vector then has 2C channels: C reconstruction errors and C regression errors (the forward
-prediction from the window ending just before the point and the backward one from the window
-starting just after it, averaged), so every score and threshold mode weighs both (the one-sided
-score averages the channels' relative errors: AER's "sum" combination, each error normalised
-by its mean on normal data instead of AER's min-max over the scored series). Series only: a
-(n, T, C) sample has no neighbouring points (an explicit ratio > 0 is an error there).
+series with decoder_input="latent", else 0; `fit` stores the ratio used in `regression_`): the
+autoencoder also predicts the point just before and just after each window
+(`LSTMAutoencoder.forward_regression`), trained on (1 - r) * reconstruction MSE + r / 2 *
+(backward + forward prediction MSE). Each point's error vector then has 2C channels: C
+reconstruction errors and C regression errors (the forward prediction from the window ending
+just before the point and the backward one from the window starting just after it, averaged),
+so every score and threshold mode weighs both (the one-sided score averages the channels'
+relative errors: AER's "sum" combination, each error normalised by its mean on normal data
+instead of AER's min-max over the scored series). Series only: a (n, T, C) sample has no
+neighbouring points (an explicit ratio > 0 is an error there).
 
-`season` ("auto", "daily", None; default "auto"): remove the daily profile (`seqlab.series.season`):
-the usual value at each time of day, learned from the timestamps, is
+`season` ("auto", "daily", None; default "auto"): remove the daily profile
+(`seqlab.series.season`): the usual value at each time of day, learned from the timestamps, is
 subtracted before scaling (the profile comes from all the fitting data: training part and
 held-out tail), so the model sees the residual (a missing daytime plateau becomes a
 large deviation rather than an ordinary flat stretch); reconstructions add it back. "auto" keeps
@@ -81,13 +81,13 @@ it only for columns whose first training day predicts the second (R^2 >= 0.5), a
 without usable timestamps or on samples ("daily" is an error there); data scored by a model that
 keeps a profile needs its timestamps.
 
-`log_scale` ("auto", "all", None; default "auto"): a log-like transform, asinh(x / s) with s a low
-non-zero level of the column (`seqlab.series.transform`), applied before the daily profile and
-the scaling; "all" applies it to every column, "auto" to the columns whose training values are
+`log_scale` ("auto", "all", None; default "auto"): a log-like transform, asinh(x / s) with s a
+low non-zero level of the column (`seqlab.series.transform`), applied before the daily profile
+and the scaling; "all" applies it to every column, "auto" to the columns whose training values are
 non-negative and heavy-tailed (skewness > 2: bytes, counts, bursty CPU; samples too, over all
-their training values), none otherwise. A burst twice as tall
-as the training bursts is then a modest error rather than a huge one, and variation near zero
-counts. Outputs (reconstructions) are back in original units.
+their training values), none otherwise. A burst twice as tall as the training bursts is then a
+modest error rather than a huge one, and variation near zero counts. Outputs (reconstructions)
+are back in original units.
 
 Embeddings (`transform`), per `embedding`: "latent" (default), the bottleneck z
 (latent_size); "states", the encoder's final h and c of every layer (2 * num_layers *
