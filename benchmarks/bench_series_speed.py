@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from _common import machine_info, write_results
-from seqlab.series.estimator import SeriesAutoencoder
+from seqlab.series.estimator import PLAIN_PARAMS, SeriesAutoencoder
 
 
 def make_series(n: int, seed: int = 0) -> np.ndarray:
@@ -120,7 +120,7 @@ def memory_child(side: str, n: int, args: argparse.Namespace) -> None:
     if side == "seqlab":
         est = SeriesAutoencoder(window=args.window, hidden_size=args.hidden,
                                 latent_size=args.latent, epochs=1, batch_size=args.batch_size,
-                                score_stride=args.score_stride).fit(train)
+                                score_stride=args.score_stride, **PLAIN_PARAMS).fit(train)
         before = rss_mb()
         t0 = time.perf_counter()
         scores = est.score_samples(x, level="point")
@@ -169,7 +169,8 @@ def main() -> None:
         est = SeriesAutoencoder(window=args.window, hidden_size=args.hidden,
                                 latent_size=args.latent, epochs=args.epochs,
                                 batch_size=args.batch_size, val_fraction=0.0,
-                                score_stride=args.score_stride, seed=max(r, 0))
+                                score_stride=args.score_stride, seed=max(r, 0),
+                                **PLAIN_PARAMS)   # the same network as the torch side
         t0 = time.perf_counter()
         est.fit(x_train)
         times["seqlab"]["train"].append(time.perf_counter() - t0)

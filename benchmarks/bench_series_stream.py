@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from _common import RESULTS, machine_info, write_results
-from seqlab.series.estimator import SeriesAutoencoder
+from seqlab.series.estimator import PLAIN_PARAMS, SeriesAutoencoder
 from seqlab.series.online import OnlineScorer
 
 
@@ -78,7 +78,7 @@ def main() -> None:
     torch.set_num_threads(1)
     x_fit = stream(4000, seed=1)
     est = SeriesAutoencoder(epochs=1, prune=0.0, num_threads=1,
-                            regression=args.regression).fit(x_fit)
+                            **{**PLAIN_PARAMS, "regression": args.regression}).fit(x_fit)
     x = stream(args.timing_points)
     t0, c0 = time.perf_counter(), time.process_time()
     scores = est.score_samples(x)

@@ -22,7 +22,8 @@ needs_ort = pytest.mark.skipif(
     importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
     reason="the optional extra seqlab[onnx] is not installed")
 
-VARIANTS = {"plain": [], "aer": ["--regression", "0.5", "--threshold", "sigma_max"],
+VARIANTS = {"plain": ["--regression", "0", "--season", "none", "--log-scale", "none"],
+            "aer": ["--regression", "0.5", "--threshold", "sigma_max"],
             "teacher": ["--decoder-input", "teacher", "--num-layers", "2", "--no-reverse"]}
 
 

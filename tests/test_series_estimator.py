@@ -55,13 +55,20 @@ def test_scaler_is_fitted_on_the_training_part_only(fitted):
     assert not np.allclose(est.scaler_.mean, x.mean(axis=0))
 
 
-def test_point_scores_are_the_mean_over_overlapping_windows(fitted):
+@pytest.fixture(scope="module")
+def plain():
+    """The plain autoencoder (no AER regression): its errors are reconstruction errors only."""
+    x = _sine(400, channels=2)
+    return SeriesAutoencoder(**SMALL, regression=0.0).fit(x), x
+
+
+def test_point_scores_are_the_mean_over_overlapping_windows(plain):
     # each window's errors equalised per position, averaged over the windows covering a point,
     # and at the ends (fewer windows) the deviation from the normal level shrunk by
     # sqrt(windows / full coverage): see scoring.PositionProfile
     import torch
 
-    est, x = fitted
+    est, x = plain
     est.score_stride = 5
     try:
         z = est.scaler_.transform(x)

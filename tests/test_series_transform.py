@@ -56,8 +56,9 @@ def test_round_trip_is_exact_and_defined_below_zero_and_unit_free():
 
 
 def _fit(log_scale):
+    # the log scale alone on the plain autoencoder (no AER regression, no daily profile)
     return SeriesAutoencoder(window=32, hidden_size=16, latent_size=8, epochs=8, seed=0,
-                             num_threads=1, threshold="sigma_max",
+                             num_threads=1, threshold="sigma_max", regression=0.0, season=None,
                              log_scale=log_scale).fit(bursty(1500, 1e8))
 
 

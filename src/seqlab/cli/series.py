@@ -26,6 +26,23 @@ from seqlab.io import atomic_path, save_figure_atomic
 from seqlab.validate import replaced_note
 
 
+class RatioOrAuto(click.ParamType):
+    """"auto" or a number in [0, 1) (`--regression`)."""
+
+    name = "auto|RATIO"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, float) else "auto"
+        try:
+            ratio = float(value)
+        except ValueError:
+            ratio = float("nan")
+        if not 0.0 <= ratio < 1.0:          # NaN fails too
+            self.fail(f"expected 'auto' or a number in [0, 1), got {value!r}", param, ctx)
+        return ratio
+
+
 @click.group(cls=UserErrorGroup)
 def series() -> None:
     """LSTM autoencoder for time series: reconstructions, embeddings, anomalies."""
@@ -88,20 +105,23 @@ def _sorted_note(series_data):
                    "events; sigma_max: the same, at least the highest training score; dynamic: "
                    "Hundman's threshold search; gaussian: EncDec-AD error model; quantile: a "
                    "quantile of the plain error.")
-@click.option("--regression", default=0.0, show_default=True,
-              type=click.FloatRange(0, 1, max_open=True),
+@click.option("--regression", default="auto", show_default=True, type=RatioOrAuto(),
               help="AER: share of the loss for also predicting the point before and after "
-                   "each window; the prediction error joins the score (0 = off; AER uses 0.5).")
-@click.option("--season", type=click.Choice(["auto", "daily"]), default=None,
+                   "each window; the prediction error joins the score. auto: 0.5 (AER's) with "
+                   "--decoder-input latent, else 0; 0 = off; a number in [0, 1).")
+@click.option("--season", type=click.Choice(["auto", "daily", "none"]), default="auto",
+              show_default=True,
               help="Remove the daily profile (the usual value at each time of day, learned from "
                    "the timestamps of DATA): the model sees the residual, so a missing daytime "
                    "peak stands out. auto: only for columns with a daily cycle that predicts "
-                   "(R^2 >= 0.5 on a held-out day); daily: always. Needs timestamps.")
-@click.option("--log-scale", type=click.Choice(["auto", "all"]), default=None,
+                   "(R^2 >= 0.5 on a held-out day), nothing without timestamps; daily: always "
+                   "(needs timestamps); none: off.")
+@click.option("--log-scale", type=click.Choice(["auto", "all", "none"]), default="auto",
+              show_default=True,
               help="Log-like transform asinh(x / s) (s: a low non-zero level of the column) "
                    "before scaling, for bursty metrics (bytes, counts): a burst is judged "
                    "relative to the level. auto: only non-negative heavy-tailed columns "
-                   "(skewness > 2); all: every column.")
+                   "(skewness > 2); all: every column; none: off.")
 @click.option("--quantile", "threshold_quantile", default=0.995, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--missing", default="interpolate", show_default=True,
@@ -119,12 +139,16 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
             stride: int, score_stride: int | None, hidden_size: int, latent_size: int,
             num_layers: int, dropout: float, reverse_target: bool, decoder_input: str,
             epochs: int, batch_size: int, lr: float, val_fraction: float, threshold: str,
-            threshold_quantile: float, regression: float, season: str | None,
-            log_scale: str | None, missing: str, seed: int, threads: int | None,
+            threshold_quantile: float, regression: float | str, season: str,
+            log_scale: str, missing: str, seed: int, threads: int | None,
             resume: bool, sort: bool, device: str) -> None:
     """Train on DATA (a CSV of normal behaviour) and save the model to --out (the training
-    run, with its checkpoint, in --out/training)."""
-    from seqlab.series.estimator import TRAINING_DIR, SeriesAutoencoder
+    run, with its checkpoint, in --out/training).
+
+    The defaults (--season auto --regression auto --log-scale auto --threshold sigma) are the
+    configuration chosen by leave-one-category-out on NAB; --season none --regression 0
+    --log-scale none trains the plain autoencoder."""
+    from seqlab.series.estimator import PLAIN_PARAMS, TRAINING_DIR, SeriesAutoencoder
     from seqlab.series.io import read_series_csv
     from seqlab.training.checkpoint import check_run_dir, new_run_cleanup
 
@@ -136,7 +160,7 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
         if resume:
             stored = _read_fit_args(run_dir / "config.json")
             columns, ts = stored["columns"], stored["timestamp"]
-            params = dict(stored["params"], verbose=True)
+            params = {**PLAIN_PARAMS, **stored["params"], "verbose": True}
             ctx = click.get_current_context()
             if ctx.get_parameter_source("epochs") == click.core.ParameterSource.COMMANDLINE:
                 params["epochs"] = epochs
@@ -159,7 +183,8 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
                 val_fraction=val_fraction, threshold=threshold,
                 threshold_quantile=threshold_quantile, missing=missing, seed=seed, verbose=True,
                 score_stride=score_stride, num_threads=threads, regression=regression,
-                season=season, log_scale=log_scale, device=device)
+                season=None if season == "none" else season,
+                log_scale=None if log_scale == "none" else log_scale, device=device)
             est.fit(series_data, run_dir=run_dir,
                     run_metadata={"columns": columns, "timestamp": ts})
         est.save(out_dir)
@@ -169,6 +194,9 @@ def fit_cmd(data: Path, out_dir: Path, columns: str | None, timestamp: str, wind
                f"({', '.join(est.columns_)}); final train loss {last['train_loss']:.4g}, "
                f"best val loss {best:.4g} ({est.validation_})")
     click.echo(f"threshold {est.threshold_:.4g}: {est.threshold_source_}")
+    if est.regression_:
+        click.echo(f"AER: regression ratio {est.regression_:g} (the predicted points before "
+                   "and after each window join the score)")
     if est.season_ is not None:
         used = [f"{c} (R^2 {r:.2f})" if r is not None else c
                 for c, a, r in zip(est.columns_, est.season_.active, est.season_.r2,

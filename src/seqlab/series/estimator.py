@@ -53,30 +53,41 @@ Training (`fit(X, run_dir=..., resume=...)`): through `seqlab.training.loop` in 
 (a temporary directory by default), checkpointed at every epoch end; `resume=True` continues a
 killed fit exactly (`seqlab series fit --resume`).
 
-`regression` (AER, Wong et al. 2022; 0 = off, AER uses 0.5): the autoencoder also predicts the
-point just before and just after each window (`LSTMAutoencoder.forward_regression`), trained on
-(1 - r) * reconstruction MSE + r / 2 * (backward + forward prediction MSE). Each point's error
-vector then has 2C channels: C reconstruction errors and C regression errors (the forward
-prediction from the window ending just before the point and the backward one from the window
-starting just after it, averaged), so every score and threshold mode weighs both (the one-sided
-score averages the channels' relative errors: AER's "sum" combination, each error normalised
-by its mean on normal data instead of AER's min-max over the scored series). Series only: a
-(n, T, C) sample has no neighbouring points.
+Defaults: `season="auto"`, `regression="auto"`, `log_scale="auto"`, `threshold="sigma"`, the
+configuration a leave-one-category-out study on NAB picked on every held-out fold and seed
+(benchmarks/bench_series_loco.py, benchmarks/results/series_loco.json). Each "auto" does
+nothing where it cannot apply (no timestamps or no daily cycle, no skewed non-negative column,
+(n, T, C) samples for regression and season), so samples train a plain autoencoder;
+`regression=0, season=None, log_scale=None` gives the plain autoencoder on a series too.
 
-`season` ("auto", "daily"; default None): remove the daily profile (`seqlab.series.season`):
-the usual value at each time of day, learned from the timestamps, is
+`regression` (AER, Wong et al. 2022; 0 = off; default "auto": 0.5, AER's ratio, on one long
+series with decoder_input="latent", else 0; `fit` stores the ratio used in `regression_`): the
+autoencoder also predicts the point just before and just after each window
+(`LSTMAutoencoder.forward_regression`), trained on (1 - r) * reconstruction MSE + r / 2 *
+(backward + forward prediction MSE). Each point's error vector then has 2C channels: C
+reconstruction errors and C regression errors (the forward prediction from the window ending
+just before the point and the backward one from the window starting just after it, averaged),
+so every score and threshold mode weighs both (the one-sided score averages the channels'
+relative errors: AER's "sum" combination, each error normalised by its mean on normal data
+instead of AER's min-max over the scored series). Series only: a (n, T, C) sample has no
+neighbouring points (an explicit ratio > 0 is an error there).
+
+`season` ("auto", "daily", None; default "auto"): remove the daily profile
+(`seqlab.series.season`): the usual value at each time of day, learned from the timestamps, is
 subtracted before scaling (the profile comes from all the fitting data: training part and
 held-out tail), so the model sees the residual (a missing daytime plateau becomes a
 large deviation rather than an ordinary flat stretch); reconstructions add it back. "auto" keeps
-it only for columns whose first training day predicts the second (R^2 >= 0.5); data scored by
-such a model needs its timestamps.
+it only for columns whose first training day predicts the second (R^2 >= 0.5), and does nothing
+without usable timestamps or on samples ("daily" is an error there); data scored by a model that
+keeps a profile needs its timestamps.
 
-`log_scale` ("auto", "all"; default None): a log-like transform, asinh(x / s) with s a low
-non-zero level of the column (`seqlab.series.transform`), applied before the daily profile and
-the scaling; "all" applies it to every column, "auto" to the columns whose training values are
-non-negative and heavy-tailed (skewness > 2: bytes, counts, bursty CPU). A burst twice as tall
-as the training bursts is then a modest error rather than a huge one, and variation near zero
-counts. Outputs (reconstructions) are back in original units.
+`log_scale` ("auto", "all", None; default "auto"): a log-like transform, asinh(x / s) with s a
+low non-zero level of the column (`seqlab.series.transform`), applied before the daily profile
+and the scaling; "all" applies it to every column, "auto" to the columns whose training values are
+non-negative and heavy-tailed (skewness > 2: bytes, counts, bursty CPU; samples too, over all
+their training values), none otherwise. A burst twice as tall as the training bursts is then a
+modest error rather than a huge one, and variation near zero counts. Outputs (reconstructions)
+are back in original units.
 
 Embeddings (`transform`), per `embedding`: "latent" (default), the bottleneck z
 (latent_size); "states", the encoder's final h and c of every layer (2 * num_layers *
@@ -133,6 +144,10 @@ from seqlab.series.windows import Scaler, WindowSet, fill_missing, window_starts
 
 FORMAT = "seqlab.series.SeriesAutoencoder/1"
 TRAINING_DIR = "training"   # the training run inside a `seqlab series fit --out` directory
+AUTO_REGRESSION = 0.5       # regression="auto" on one long series: AER's ratio
+# the plain autoencoder (no AER regression, daily profile or log scale); also what a model
+# saved before these parameters existed did
+PLAIN_PARAMS: dict[str, Any] = {"regression": 0.0, "season": None, "log_scale": None}
 
 
 class SeriesAutoencoder(BaseEstimator):
@@ -145,8 +160,8 @@ class SeriesAutoencoder(BaseEstimator):
                  verbose: bool = False, score_stride: int | None = None,
                  columns: str | list[str] | None = None, num_threads: int | None = None,
                  smoothing: int | None = None, prune: float | None = None,
-                 regression: float = 0.0, embedding: str = "latent",
-                 season: str | None = None, log_scale: str | None = None):
+                 regression: float | str = "auto", embedding: str = "latent",
+                 season: str | None = "auto", log_scale: str | None = "auto"):
         self.window = window
         self.stride = stride
         self.hidden_size = hidden_size
@@ -185,9 +200,14 @@ class SeriesAutoencoder(BaseEstimator):
             raise ValueError(f"smoothing: expected None or a span >= 0, got {self.smoothing}")
         if self.prune is not None and not 0.0 <= float(self.prune) < 1.0:
             raise ValueError(f"prune: expected None or 0 <= p < 1, got {self.prune}")
-        if not 0.0 <= float(self.regression) < 1.0:
-            raise ValueError(f"regression: expected 0 <= ratio < 1, got {self.regression}")
-        if self.regression and self.decoder_input != "latent":
+        if isinstance(self.regression, str):
+            if self.regression != "auto":
+                raise ValueError(f"regression: expected 'auto' or a ratio 0 <= r < 1, "
+                                 f"got {self.regression!r}")
+        elif not 0.0 <= float(self.regression) < 1.0:
+            raise ValueError(f"regression: expected 'auto' or a ratio 0 <= r < 1, "
+                             f"got {self.regression}")
+        elif self.regression and self.decoder_input != "latent":
             raise ValueError("regression: needs decoder_input='latent'")
         if self.decoder_input not in DECODER_INPUTS:
             raise ValueError(f"decoder_input: expected one of {DECODER_INPUTS}, "
@@ -226,6 +246,19 @@ class SeriesAutoencoder(BaseEstimator):
         if self.prune is not None:
             return float(self.prune)
         return PRUNE_MIN_DECREASE if self.threshold in ONE_SIDED else 0.0
+
+    @property
+    def effective_regression(self) -> float:
+        """The fitted model's AER ratio: `regression_` (set by fit and load); for an estimator
+        without it (assembled by hand from fitted parts), the parameter, and for "auto" what
+        the model was built with."""
+        fitted = getattr(self, "regression_", None)
+        if fitted is not None:
+            return float(fitted)
+        if self.regression != "auto":
+            return float(self.regression)
+        self._fitted()
+        return AUTO_REGRESSION if self.model_.cfg.regression else 0.0
 
     def _fitted(self) -> None:
         check_is_fitted(self, "model_", msg="this SeriesAutoencoder is not fitted yet: "
@@ -358,12 +391,14 @@ class SeriesAutoencoder(BaseEstimator):
         Returns self."""
         self.check_params()
         kind, raw, data = self._as_input(X, fitting=True)
-        if kind == "samples" and self.season:
+        # "auto" settings do nothing where they cannot apply; explicit ones are errors there
+        if kind == "samples" and self.season == "daily":
             raise ValueError("season: needs one long series with timestamps, not a (n, T, C) "
                              "sample array")
-        if kind == "samples" and self.regression:
+        if kind == "samples" and self.regression != "auto" and float(self.regression):
             raise ValueError("regression: needs one long series (the points before and after "
                              "each window), not a (n, T, C) sample array")
+        self.regression_ = self._resolve_regression(kind)
         self.input_kind_ = kind
         self.season_: DailyProfile | None = None
         self.log_scale_: ValueTransform | None = None
@@ -377,12 +412,12 @@ class SeriesAutoencoder(BaseEstimator):
             n_features=self.n_features_, hidden_size=int(self.hidden_size),
             latent_size=int(self.latent_size), num_layers=int(self.num_layers),
             dropout=float(self.dropout), reverse_target=bool(self.reverse_target),
-            decoder_input=self.decoder_input, regression=bool(self.regression))
+            decoder_input=self.decoder_input, regression=bool(self.regression_))
         with _run_directory(run_dir) as rd:
             self.model_, self.history_ = train_autoencoder(
                 self.model_config_, train_set, val_set, run_dir=rd, epochs=int(self.epochs),
                 batch_size=int(self.batch_size), lr=float(self.lr),
-                regression=float(self.regression), seed=int(self.seed), device=self.device,
+                regression=self.effective_regression, seed=int(self.seed), device=self.device,
                 num_threads=self.num_threads, resume=resume, verbose=bool(self.verbose),
                 run_config={"format": RUN_FORMAT, "params": self._portable_params(),
                             "metadata": run_metadata or {}})
@@ -420,7 +455,7 @@ class SeriesAutoencoder(BaseEstimator):
         if kind != "series":
             raise ValueError("partial_fit: expects one long series, not (n, T, C) samples")
         split, validation = self._validation_split(len(x))
-        if split < self.window + 2 * bool(self.regression):
+        if split < self.window + 2 * bool(self.effective_regression):
             raise UserError(f"partial_fit: {len(x)} points leave no training window of "
                             f"{self.window} points")
         train_set, val_set = self._series_sets(x, split)
@@ -429,7 +464,7 @@ class SeriesAutoencoder(BaseEstimator):
             self.model_, self.partial_history_ = train_autoencoder(
                 self.model_config_, train_set, val_set, run_dir=rd, epochs=n_epochs,
                 batch_size=int(self.batch_size), lr=float(self.lr),
-                regression=float(self.regression), seed=int(self.seed), device=self.device,
+                regression=self.effective_regression, seed=int(self.seed), device=self.device,
                 num_threads=self.num_threads, verbose=bool(self.verbose),
                 init_state={k: v.detach().clone() for k, v in self.model_.state_dict().items()})
         self.position_profile_ = self._runner().position_profile(x, self.effective_score_stride)
@@ -484,6 +519,16 @@ class SeriesAutoencoder(BaseEstimator):
         x = self.scaler_.transform(raw)                                       # (N, C)
         return x, *self._series_sets(x, split)
 
+    def _resolve_regression(self, kind: str) -> float:
+        """The AER ratio a fit on `kind` input uses: `regression`, or for "auto" 0.5 on one
+        long series with decoder_input="latent" (the held-out winner on NAB,
+        benchmarks/bench_series_loco.py) and 0.0 elsewhere (samples have no neighbouring
+        points; other decoder inputs cannot predict them)."""
+        if self.regression == "auto":
+            return AUTO_REGRESSION if kind == "series" and self.decoder_input == "latent" \
+                else 0.0
+        return float(self.regression)
+
     def _validation_split(self, N: int) -> tuple[int, str]:
         """Where a series of N points splits into training part and held-out tail, and how
         that reads in `validation_`."""
@@ -498,7 +543,7 @@ class SeriesAutoencoder(BaseEstimator):
         N = len(x)
         # Regression (AER): each training window carries one extra point either side, the
         # targets of the backward and forward predictions.
-        span = self.window + 2 if self.regression else self.window
+        span = self.window + 2 if self.effective_regression else self.window
         train_set = WindowSet(x[:split], window_starts(split, span, self.stride), span)
         val_part = x[split:] if split < N and N - split >= span else x
         val_set = WindowSet(val_part, window_starts(len(val_part), span,
@@ -519,7 +564,7 @@ class SeriesAutoencoder(BaseEstimator):
         ws = None if window_scores is None else (self.score_errors, window_scores)
         return self._runner().point_errors(
             x, self.effective_score_stride, getattr(self, "position_profile_", None),
-            bool(self.regression), ws)
+            bool(self.effective_regression), ws)
 
     def score_errors(self, errors: np.ndarray, smooth: bool = True) -> np.ndarray:
         """(..., T, C) time-ordered error vectors -> (..., T) anomaly scores (smoothed along T
@@ -549,7 +594,7 @@ class SeriesAutoencoder(BaseEstimator):
 
     def _sample_errors(self, x: np.ndarray) -> np.ndarray:
         """x: (n, T, C) scaled samples -> (n, T, C) absolute reconstruction errors."""
-        if self.regression:
+        if self.effective_regression:
             raise ValueError("X: a regression model scores one long series, not (n, T, C) "
                              "samples (a sample has no points before and after it)")
         return self._runner().sample_errors(x)
@@ -688,6 +733,7 @@ class SeriesAutoencoder(BaseEstimator):
             "params": params,
             "model": vars(self.model_config_),
             "input_kind": self.input_kind_,
+            "regression": self.effective_regression,
             "columns": self.columns_,
             "columns_from_names": self.columns_from_names_,
             "timestamp_name": self.timestamp_name_,
@@ -729,7 +775,8 @@ class SeriesAutoencoder(BaseEstimator):
         if config.get("format") != FORMAT:
             raise UserError(f"{cfg_path}: format {config.get('format')!r}, expected {FORMAT!r}")
         try:
-            params = dict(config["params"], device=device)
+            # parameters added later are absent from older models, which had these values
+            params = {**PLAIN_PARAMS, **config["params"], "device": device}
             est = cls(**params)
             est.model_config_ = AutoencoderConfig(**config["model"])
             model = LSTMAutoencoder(est.model_config_)
@@ -754,6 +801,9 @@ class SeriesAutoencoder(BaseEstimator):
             est.threshold_source_ = config["threshold_source"]
             est.validation_ = config["validation"]
             est.history_ = config["history"]
+            # models saved before "auto" existed: the parameter was the ratio itself
+            ratio = config.get("regression")
+            est.regression_ = est.effective_regression if ratio is None else float(ratio)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise UserError(f"{cfg_path}: corrupt SeriesAutoencoder config ({err!r})") from None
         if check_backend(backend) == "onnx":

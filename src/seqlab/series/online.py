@@ -95,7 +95,7 @@ class OnlineScorer:
             raise ValueError("OnlineScorer: the model was fitted on (n, T, C) samples, not "
                              "one long series")
         self.est = est
-        self.regression = bool(est.regression)
+        self.regression = bool(est.effective_regression)
         self.window = int(est.window)
         self.stride = est.effective_score_stride
         self.full = -(-self.window // self.stride)       # windows covering an interior point

@@ -10,7 +10,8 @@ Times of day come from the series' timestamps (slot = minutes since midnight / s
 so gaps and missing points do not shift the phase. "auto" keeps the profile of a column only
 where it predicts: the profile of the first training day must explain at least `min_r2` of the
 second day's variance (out of sample: the first day alone builds it); series without a daily
-cycle are left as they are.
+cycle, or without usable timestamps, are left as they are. "auto" is `SeriesAutoencoder`'s
+default.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ invertible) for zero and for negative values met at scoring time, and is scale-f
 bytes and the same column in megabytes give the same y up to a constant).
 
 Modes (`SeriesAutoencoder(log_scale=...)`, `seqlab series fit --log-scale`):
-- None: no transform;
+- None (`--log-scale none`): no transform;
 - "all": every column;
-- "auto": the columns whose training values are all >= 0 and right-skewed (sample skewness
+- "auto" (the default): the columns whose training values are all >= 0 and right-skewed (sample skewness
   > `AUTO_SKEW`, a heavy right tail; a symmetric or bounded metric such as a temperature or a
   steady CPU percentage stays linear).
 """
