@@ -16,9 +16,9 @@ bytes and the same column in megabytes give the same y up to a constant).
 Modes (`SeriesAutoencoder(log_scale=...)`, `seqlab series fit --log-scale`):
 - None (`--log-scale none`): no transform;
 - "all": every column;
-- "auto" (the default): the columns whose training values are all >= 0 and right-skewed (sample skewness
-  > `AUTO_SKEW`, a heavy right tail; a symmetric or bounded metric such as a temperature or a
-  steady CPU percentage stays linear).
+- "auto" (the default): the columns whose training values are all >= 0 and right-skewed
+  (sample skewness > `AUTO_SKEW`, a heavy right tail; a symmetric or bounded metric such as
+  a temperature or a steady CPU percentage stays linear).
 """
 
 from __future__ import annotations
