@@ -198,6 +198,9 @@ def session(device_spec: str = "auto") -> Iterator[DistContext]:
                         f"{os.environ.get('MASTER_PORT')}): {first}") from None
     try:
         yield DistContext(ctx.rank, ctx.world_size, ctx.local_rank, backend)
+        # Leave together: a rank tearing gloo down while rank 0 still writes its last files
+        # can abort in gloo's threads ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
