@@ -1,6 +1,7 @@
-"""ONNX export of the translator and the onnxruntime backend: the graphs against PyTorch (encoder
-outputs, step log-probs, states and attention), identical greedy translations, beam search equal
-up to ties, the CLI, dynamic batch and source length, stale exports and a missing onnxruntime."""
+"""ONNX export of the translator (LSTM and Transformer) and the onnxruntime backend: the graphs
+against PyTorch (encoder outputs, step log-probs, states and attention, the Transformer's KV
+cache from empty), identical greedy translations, beam search equal up to ties, per-layer
+attention, the CLI, dynamic batch and source length, stale exports and a missing onnxruntime."""
 
 from __future__ import annotations
 
@@ -22,7 +23,12 @@ from seqlab.io import save_safetensors_atomic
 from seqlab.text.batching import collate_src
 from seqlab.training.checkpoint import model_tensors
 from seqlab.translate.api import Translator
-from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
+from seqlab.translate.transformer import (
+    Transformer,
+    TransformerConfig,
+    build_model,
+    model_config_from_dict,
+)
 from test_translate_train import COLORS, NOUNS, NUMS, VERBS, write_corpus
 
 needs_ort = pytest.mark.skipif(
@@ -70,10 +76,16 @@ def variant(run: Path, out: Path, seed: int = 0, **model: object) -> Path:
     out.mkdir(parents=True)
     shutil.copytree(run / "tokenizer", out / "tokenizer")
     cfg = json.loads((run / "config.json").read_text())
-    cfg["model"].update(model)
+    if model.get("arch") == "transformer":   # a Transformer with the run's vocabulary
+        keep = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
+        cfg["model"] = TransformerConfig(**{k: cfg["model"][k] for k in keep},
+                                         **{k: v for k, v in model.items() if k != "arch"},
+                                         share_embeddings=False).to_dict()
+    else:
+        cfg["model"].update(model)
     (out / "config.json").write_text(json.dumps(cfg))
     torch.manual_seed(seed)
-    m = Seq2Seq(Seq2SeqConfig.from_dict(cfg["model"]))
+    m = build_model(model_config_from_dict(cfg["model"]))
     save_safetensors_atomic(model_tensors(m), out / "model.safetensors")
     return out
 
@@ -240,3 +252,99 @@ def test_missing_onnxruntime_is_one_line_and_exit_2(trained_run, monkeypatch):
                 assert r.exit_code == 2, r.output
                 assert r.output.count("\n") == 1 and "pip install 'seqlab[onnx]'" in r.output
                 assert f"{name} is missing" in r.output
+
+
+TRANSFORMER = dict(arch="transformer", d_model=16, num_heads=2, num_encoder_layers=2,
+                   num_decoder_layers=2, dim_feedforward=32, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def transformer_export(trained_run, tmp_path_factory) -> Path:
+    """A 2 + 2 layer Transformer (random weights, the run's tokenizer), exported."""
+    from seqlab.translate.onnx_backend import export_translator
+
+    run = variant(trained_run, tmp_path_factory.mktemp("tx") / "run", seed=3, **TRANSFORMER)
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("the optional extra seqlab[onnx] is not installed")
+    export_translator(run)
+    return run
+
+
+@needs_ort
+def test_transformer_graphs_match_pytorch_from_an_empty_kv_cache(transformer_export, one_thread):
+    run = transformer_export
+    manifest = json.loads((run / "onnx" / "manifest.json").read_text())
+    assert manifest["arch"] == "transformer" and manifest["check_max_abs_diff"] < 1e-4
+    pt, ox = Translator.load(run), Translator.load(run, backend="onnx")
+    assert isinstance(pt.model, Transformer)
+    L = pt.model.cfg.num_decoder_layers
+    for texts in (sentences(1, seed=3), sentences(64, seed=4)):
+        sb = batch(pt, texts)
+        with torch.no_grad():
+            mem_pt, st_pt = pt.model.encode(sb.src, sb.src_lengths, sb.src_mask)
+            mem_ox, st_ox = ox.model.encode(sb.src, sb.src_lengths, sb.src_mask)
+            for i in range(L):   # every layer's cross-attention K, V
+                close(mem_ox.keys[:, i], mem_pt.caches[i].keys)
+                close(mem_ox.values[:, i], mem_pt.caches[i].values)
+            assert st_ox.keys.shape[3] == 0   # the first step sees an empty KV cache
+            g = torch.Generator().manual_seed(1)
+            tokens = torch.full((len(texts),), pt.model.cfg.bos_id)
+            for t in range(4):
+                lp_pt, st_pt, w_pt = pt.model.decoder.step(tokens, st_pt, mem_pt)
+                lp_ox, st_ox, w_ox = ox.model.decoder.step(tokens, st_ox, mem_ox)
+                close(lp_ox, lp_pt, 1e-4)
+                close(w_ox, w_pt)
+                assert torch.equal(st_ox.position, st_pt.position)
+                for i in range(L):   # the KV cache grows by one position per step
+                    assert st_ox.keys.shape[3] == t + 1
+                    close(st_ox.keys[:, i], st_pt.keys[i])
+                    close(st_ox.values[:, i], st_pt.values[i])
+                assert torch.all(w_ox[~sb.src_mask] == 0)
+                tokens = torch.randint(4, pt.model.cfg.tgt_vocab_size, (len(texts),),
+                                       generator=g)
+
+
+@needs_ort
+def test_transformer_translations_and_attention_are_pytorch_s(transformer_export, one_thread):
+    run = transformer_export
+    pt, ox = Translator.load(run), Translator.load(run, backend="onnx", threads=1)
+    texts = sentences(40, seed=8) + ["", "I see two red cats ."]
+    for batch_size in (1, 64):
+        out_pt = pt.translate(texts, num_beams=1, batch_size=batch_size, max_new_tokens=12)
+        assert ox.translate(texts, num_beams=1, batch_size=batch_size,
+                            max_new_tokens=12) == out_pt
+    assert len(set(out_pt)) > 5
+    res_pt = pt.translate(texts[:12], num_beams=3, return_attention=True, max_new_tokens=12)
+    res_ox = ox.translate(texts[:12], num_beams=3, return_attention=True, max_new_tokens=12)
+    for a, b in zip(res_pt, res_ox, strict=True):
+        assert not isinstance(a, str) and not isinstance(b, str)
+        assert abs(a.score - b.score) < 1e-4 and a.text == b.text
+        np.testing.assert_allclose(b.attention, a.attention, atol=1e-5)
+        # every layer and head, as the per-layer pictures draw them: (L, h, T, S)
+        assert a.layer_attention.shape == (2, 2, *a.attention.shape)
+        np.testing.assert_allclose(b.layer_attention, a.layer_attention, atol=1e-5)
+
+
+@needs_ort
+def test_transformer_cli_export_run_and_plot_with_the_onnx_backend(transformer_export,
+                                                                  tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(transformer_export, run, ignore=shutil.ignore_patterns("onnx"))
+    r = invoke("translate", "export", str(run))
+    assert r.exit_code == 0, r.output
+    text = "I see two red cats .\nI have one blue book .\n"
+    args = ("translate", "run", str(run), "-i", "-", "--num-beams", "2", "--max-new-tokens", "8")
+    r_pt, r_ox = invoke(*args, input=text), invoke(*args, "--backend", "onnx", input=text)
+    assert r_pt.exit_code == 0 and r_ox.exit_code == 0, r_ox.output
+    assert r_ox.stdout == r_pt.stdout and r_ox.stdout.count("\n") == 2
+    plot = tmp_path / "att.png"
+    r = invoke("translate", "run", str(run), "I see two red cats .", "--backend", "onnx",
+               "--attention-plot", str(plot), "--max-new-tokens", "6")
+    assert r.exit_code == 0, r.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "att-layer1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a model configuration changed after the export: refused in one line
+    (run / "config.json").write_text((run / "config.json").read_text().replace(
+        '"num_heads": 2', '"num_heads": 4'))
+    r = invoke("translate", "run", str(run), "I see .", "--backend", "onnx")
+    assert r.exit_code == 2 and "another model configuration" in r.output

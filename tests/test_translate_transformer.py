@@ -257,12 +257,3 @@ def test_ensemble_needs_one_tokenizer(runs, tmp_path):
     assert r.exit_code == 0, r.output
     r = invoke("translate", "run", str(trans), "I see .", "--ensemble", str(other))
     assert r.exit_code == 2 and "tokenizer differs" in r.output
-
-
-def test_onnx_export_refuses_a_transformer_run_in_one_line(runs):
-    pytest.importorskip("onnxruntime")
-    trans, _ = runs
-    r = invoke("translate", "export", str(trans))
-    assert r.exit_code == 2
-    assert "ONNX export covers LSTM translators" in r.output and "Traceback" not in r.output
-    assert not (trans / "onnx").exists()

@@ -204,10 +204,10 @@ class Translator:
             if average or ensemble:
                 raise UserError("--backend onnx: runs one exported model; drop --average and "
                                 "--ensemble (or export an averaged run)")
-            from seqlab.translate.onnx_backend import OnnxSeq2Seq
+            from seqlab.translate.onnx_backend import load_onnx_translator
 
             model, tok, cfg = load_run(run_dir, checkpoint)
-            onnx_model: Any = OnnxSeq2Seq.load(Path(run_dir), model.cfg, checkpoint, threads)
+            onnx_model = load_onnx_translator(Path(run_dir), model.cfg, checkpoint, threads)
             return cls(onnx_model, tok, cfg, Path(run_dir))
         if average:
             model, tok, cfg = load_averaged(run_dir, average)

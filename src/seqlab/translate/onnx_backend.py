@@ -164,10 +164,12 @@ def _axes(name: str, cfg: Seq2SeqConfig) -> dict[int, str]:
 def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
     """Export a trained run's encoder and one-step decoder to `run_dir/onnx/`; returns it.
 
-    The graphs are checked against the PyTorch model on a padded example batch (the largest
-    log-probability difference goes into the manifest as `check_max_abs_diff`).
+    LSTM and Transformer runs alike (the manifest's `arch` says which graphs these are). The
+    graphs are checked against the PyTorch model on a padded example batch (the largest
+    difference goes into the manifest as `check_max_abs_diff`).
     """
     from seqlab.translate.api import Translator
+    from seqlab.translate.transformer import Transformer
 
     onnx, ort = require_onnx("seqlab translate export")
     run = Path(run_dir)
@@ -175,10 +177,42 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
     # hashed before loading and checked again at the end: a run still training may replace it
     weights_sha256 = file_sha256(weights) if weights.is_file() else ""
     tr = Translator.load(run, checkpoint=checkpoint)
-    if not isinstance(tr.model, Seq2Seq):
-        raise UserError(f"{run}: ONNX export covers LSTM translators (--arch lstm); this run "
-                        f"is a {tr.config['model'].get('arch', 'lstm')} model")
-    model, cfg = tr.model.eval(), tr.model.cfg
+    model = tr.model.eval()
+    out_dir = run / EXPORT_DIR
+    with atomic_dir(out_dir) as tmp:
+        if isinstance(model, Transformer):
+            from seqlab.translate.onnx_transformer import export_graphs
+
+            arch = "transformer"
+            fields, diff = export_graphs(model, tmp, ENCODER_FILE, STEP_FILE)
+        else:
+            arch = "lstm"
+            fields, diff = _export_lstm_graphs(cast(Seq2Seq, model), tmp)
+        if not diff < 1e-3:
+            raise RuntimeError(f"ONNX export of {run}: onnxruntime differs from PyTorch by "
+                               f"{diff:g} on the example batch")
+        cfg = model.cfg
+        write_manifest(tmp, {
+            "kind": KIND, "format": FORMAT, "arch": arch, "checkpoint": checkpoint,
+            "weights_file": weights.name, "weights_sha256": weights_sha256,
+            "files": {"encoder": ENCODER_FILE, "step": STEP_FILE},
+            **fields,
+            "model": cfg.to_dict(),
+            "special_ids": {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id},
+            "vocab_size": {"src": cfg.src_vocab_size, "tgt": cfg.tgt_vocab_size},
+            "src_eos": tr.src_eos,
+            "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
+                         "onnxruntime": ort.__version__},
+            "check_max_abs_diff": diff,
+        })
+        check_unchanged(weights, weights_sha256)
+    return out_dir
+
+
+def _export_lstm_graphs(model: Seq2Seq, out: Path) -> tuple[dict[str, Any], float]:
+    """Write the LSTM translator's two graphs into `out` and check them against PyTorch on a
+    padded example batch. Returns the manifest's graph fields and the largest difference."""
+    cfg = model.cfg
     # padded example sources: the trace follows the packed (variable-length) LSTM path
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([7, 5, 2])
@@ -200,42 +234,24 @@ def export_translator(run_dir: str | Path, checkpoint: str = "best") -> Path:
         step = _StepInputs(_StepGraph(model), cfg)
         step_args = tuple(feeds[n] for n in step_in)
         step_ref = step(*step_args)
-    out_dir = run / EXPORT_DIR
-    with atomic_dir(out_dir) as tmp:
-        export_graph(enc, (src, lengths), tmp / ENCODER_FILE, input_names=["src", "src_lengths"],
-                     output_names=enc_out,
-                     dynamic_axes={n: _axes(n, cfg) for n in ["src", "src_lengths", *enc_out]})
-        export_graph(step, step_args, tmp / STEP_FILE, input_names=step_in,
-                     output_names=step_out,
-                     dynamic_axes={n: _axes(n, cfg) for n in step_in + step_out})
-        # the graphs against PyTorch on the example
-        got_enc = make_session(tmp / ENCODER_FILE).run(
-            None, {"src": src.numpy(), "src_lengths": lengths.numpy()})
-        step_session = make_session(tmp / STEP_FILE)
-        # the exporter drops inputs a graph does not read (multi-head: the raw values)
-        step_in = [i.name for i in step_session.get_inputs()]
-        got_step = step_session.run(None, {n: feeds[n].numpy() for n in step_in})
-        diff = max(float(np.abs(a - b.numpy()).max())
-                   for a, b in zip([*got_enc, *got_step], [*enc_ref, *step_ref], strict=True))
-        if not diff < 1e-3:
-            raise RuntimeError(f"ONNX export of {run}: onnxruntime differs from PyTorch by "
-                               f"{diff:g} on the example batch")
-        write_manifest(tmp, {
-            "kind": KIND, "format": FORMAT, "checkpoint": checkpoint,
-            "weights_file": weights.name, "weights_sha256": weights_sha256,
-            "files": {"encoder": ENCODER_FILE, "step": STEP_FILE},
-            "encoder": {"inputs": ["src", "src_lengths"], "outputs": enc_out},
-            "step": {"inputs": step_in, "outputs": step_out},
-            "model": cfg.to_dict(),
-            "special_ids": {"pad": cfg.pad_id, "bos": cfg.bos_id, "eos": cfg.eos_id},
-            "vocab_size": {"src": cfg.src_vocab_size, "tgt": cfg.tgt_vocab_size},
-            "src_eos": tr.src_eos,
-            "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
-                         "onnxruntime": ort.__version__},
-            "check_max_abs_diff": diff,
-        })
-        check_unchanged(weights, weights_sha256)
-    return out_dir
+    export_graph(enc, (src, lengths), out / ENCODER_FILE, input_names=["src", "src_lengths"],
+                 output_names=enc_out,
+                 dynamic_axes={n: _axes(n, cfg) for n in ["src", "src_lengths", *enc_out]})
+    export_graph(step, step_args, out / STEP_FILE, input_names=step_in,
+                 output_names=step_out,
+                 dynamic_axes={n: _axes(n, cfg) for n in step_in + step_out})
+    # the graphs against PyTorch on the example
+    got_enc = make_session(out / ENCODER_FILE).run(
+        None, {"src": src.numpy(), "src_lengths": lengths.numpy()})
+    step_session = make_session(out / STEP_FILE)
+    # the exporter drops inputs a graph does not read (multi-head: the raw values)
+    step_in = [i.name for i in step_session.get_inputs()]
+    got_step = step_session.run(None, {n: feeds[n].numpy() for n in step_in})
+    diff = max(float(np.abs(a - b.numpy()).max())
+               for a, b in zip([*got_enc, *got_step], [*enc_ref, *step_ref], strict=True))
+    fields = {"encoder": {"inputs": ["src", "src_lengths"], "outputs": enc_out},
+              "step": {"inputs": step_in, "outputs": step_out}}
+    return fields, diff
 
 
 class _StepInputs(nn.Module):
@@ -312,7 +328,7 @@ def _array(t: Tensor) -> np.ndarray:
 
 class OnnxSeq2Seq:
     """What `seqlab.translate.api` uses of `Seq2Seq` (cfg, encode, decoder, generate, eval),
-    over onnxruntime sessions."""
+    over onnxruntime sessions (`load_onnx_translator` makes one)."""
 
     generate = Seq2Seq.generate   # the same dispatch to greedy / beam search
     training = False
@@ -324,26 +340,6 @@ class OnnxSeq2Seq:
         self.cfg = cfg
         self.manifest = manifest
         self._enc_outputs = manifest["encoder"]["outputs"]
-
-    @classmethod
-    def load(cls, run_dir: str | Path, cfg: Seq2SeqConfig, checkpoint: str = "best",
-             threads: int | None = None) -> OnnxSeq2Seq:
-        """The export in `run_dir/onnx/`; missing, stale (other weights) or made from another
-        checkpoint -> one-line UserError."""
-        require_onnx()
-        run = Path(run_dir)
-        d = run / EXPORT_DIR
-        cmd = _export_cmd(run) + ("" if checkpoint == "best" else f" --checkpoint {checkpoint}")
-        manifest = read_manifest(d, KIND, cmd, _weights_file(run, checkpoint))
-        if manifest.get("format") != FORMAT:
-            raise UserError(f"{d}: export format {manifest.get('format')!r}, expected {FORMAT}; "
-                            f"run `{_export_cmd(run)}` again")
-        if manifest.get("model") != cfg.to_dict():
-            raise UserError(f"{d}: exported from another model configuration than "
-                            f"{run / 'config.json'}; run `{_export_cmd(run)}` again")
-        files = manifest["files"]
-        return cls(make_session(d / files["encoder"], threads),
-                   make_session(d / files["step"], threads), cfg, manifest)
 
     def eval(self) -> OnnxSeq2Seq:
         return self
@@ -364,3 +360,29 @@ class OnnxSeq2Seq:
                                values_from_keys="head_values" in t)
         zeros = torch.zeros_like(t["h0"])
         return Memory(values, src_mask, cache), DecoderState(t["h0"], t["c0"], zeros)
+
+
+def load_onnx_translator(run_dir: str | Path, cfg: Any, checkpoint: str = "best",
+                         threads: int | None = None) -> Any:
+    """The export in `run_dir/onnx/` as an `OnnxSeq2Seq` or `OnnxTransformer` (by the
+    manifest's arch); missing, stale (other weights), made from another checkpoint or another
+    model configuration -> one-line UserError."""
+    require_onnx()
+    run = Path(run_dir)
+    d = run / EXPORT_DIR
+    cmd = _export_cmd(run) + ("" if checkpoint == "best" else f" --checkpoint {checkpoint}")
+    manifest = read_manifest(d, KIND, cmd, _weights_file(run, checkpoint))
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"{d}: export format {manifest.get('format')!r}, expected {FORMAT}; "
+                        f"run `{_export_cmd(run)}` again")
+    if manifest.get("model") != cfg.to_dict():
+        raise UserError(f"{d}: exported from another model configuration than "
+                        f"{run / 'config.json'}; run `{_export_cmd(run)}` again")
+    files = manifest["files"]
+    encoder = make_session(d / files["encoder"], threads)
+    step = make_session(d / files["step"], threads)
+    if manifest.get("arch", "lstm") == "transformer":
+        from seqlab.translate.onnx_transformer import OnnxTransformer
+
+        return OnnxTransformer(encoder, step, cfg, manifest)
+    return OnnxSeq2Seq(encoder, step, cfg, manifest)
