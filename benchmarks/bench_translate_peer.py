@@ -542,18 +542,11 @@ class Setup:
             self.data = saved["data"]
             print(f"{self.work}: data and tokenizer of an earlier start with these settings",
                   flush=True)
+            if not (self.jdata / "vocab.txt").is_file():   # deleted meanwhile: the same again
+                self.write_joey_data()
             return
+        cleaned, joey_vocab_size = self.write_joey_data()
         a = args
-        cleaned = write_parallel(self.jdata / "train", a.src, a.tgt, self.train.src,
-                                 self.train.tgt)
-        cleaned += write_parallel(self.jdata / "dev500", a.src, a.tgt, self.dev_small.src,
-                                  self.dev_small.tgt)
-        cleaned += write_parallel(self.jdata / "dev", a.src, a.tgt, corpus.dev.src,
-                                  corpus.dev.tgt)
-        cleaned += write_parallel(self.jdata / "test", a.src, a.tgt, corpus.test.src,
-                                  corpus.test.tgt)
-        pieces = [self.tok.src.id_to_piece(i) for i in range(self.tok.src.vocab_size)]
-        joey_vocab_size = write_vocab(pieces, (0, 1, 2, 3), self.jdata / "vocab.txt")
         self.data = {
             "corpus": corpus.name, "description": getattr(corpus, "description", ""),
             "src_lang": a.src, "tgt_lang": a.tgt, "split_seed": a.seed,
@@ -572,6 +565,21 @@ class Setup:
               f"({len(corpus.train) - len(self.train)} too long), dev {len(corpus.dev)}, test "
               f"{len(corpus.test)}; shared sentencepiece {self.tok.src.vocab_size} pieces "
               f"({tok_seconds:.0f} s)", flush=True)
+
+    def write_joey_data(self) -> tuple[int, int]:
+        """Joey's plain-text splits and vocabulary (deterministic: the same files on every
+        call); returns (lines cleaned, Joey's vocabulary size)."""
+        a, corpus = self.args, self.corpus
+        cleaned = write_parallel(self.jdata / "train", a.src, a.tgt, self.train.src,
+                                 self.train.tgt)
+        cleaned += write_parallel(self.jdata / "dev500", a.src, a.tgt, self.dev_small.src,
+                                  self.dev_small.tgt)
+        cleaned += write_parallel(self.jdata / "dev", a.src, a.tgt, corpus.dev.src,
+                                  corpus.dev.tgt)
+        cleaned += write_parallel(self.jdata / "test", a.src, a.tgt, corpus.test.src,
+                                  corpus.test.tgt)
+        pieces = [self.tok.src.id_to_piece(i) for i in range(self.tok.src.vocab_size)]
+        return cleaned, write_vocab(pieces, (0, 1, 2, 3), self.jdata / "vocab.txt")
 
     def model_cfg(self) -> dict[str, Any]:
         """seqlab's model, the size Joey is given (JoeySettings)."""
