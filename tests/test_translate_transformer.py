@@ -149,6 +149,22 @@ def test_config_checks_and_arch_dispatch():
     assert shared.src_embed.token.weight is shared.decoder.embed.token.weight
 
 
+def test_activation_dropout_acts_inside_the_feed_forward_block_only_in_training():
+    with pytest.raises(UserError, match="activation_dropout"):
+        TransformerConfig(activation_dropout=1.5)
+    x = torch.randn(4, 5, 16, dtype=torch.float64)
+    for p in (0.0, 0.5):
+        model = tiny(activation_dropout=p)
+        ff = model.encoder_layers[0].ff
+        ff.train()
+        same = torch.equal(ff(x), ff(x))
+        assert same == (p == 0.0)        # p > 0: a new mask per call
+        ff.eval()
+        assert torch.equal(ff(x), ff(x))
+        # the weights keep torch's Sequential names whatever p is: ff.0 and ff.3
+        assert {k.split(".")[-2] for k in ff.state_dict()} == {"0", "3"}
+
+
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 

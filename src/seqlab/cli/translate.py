@@ -103,6 +103,8 @@ def _corpus_arg(corpus: str) -> str:
               help="Initial decoder state from the encoder's final state (else zeros).")
 @click.option("--tie-embeddings", is_flag=True, help="Share target embeddings and output layer.")
 @click.option("--dropout", type=FRACTION, default=None, help="[default: 0.2 lstm, 0.1 transformer]")
+@click.option("--activation-dropout", type=FRACTION, default=0.0, show_default=True,
+              help="transformer only: dropout inside the feed-forward blocks.")
 @click.option("--label-smoothing", type=FRACTION, default=0.1, show_default=True)
 @click.option("--vocab-size", type=VOCAB_SIZE, default=8000, show_default=True)
 @click.option("--max-len", type=POSITIVE_INT, default=100, show_default=True,
@@ -138,6 +140,7 @@ def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir
           d_model: int, dim_feedforward: int, positions: str, decoder_hidden_size: int,
           attn_dim: int | None, num_heads: int, emb: int | None, hidden: int | None,
           input_feeding: bool, bridge: bool, tie_embeddings: bool, dropout: float | None,
+          activation_dropout: float,
           label_smoothing: float, vocab_size: int, max_len: int, batch_tokens: int, lr: float,
           time_budget: float | None, max_steps: int | None, decay_steps: int | None,
           max_epochs: int, eval_every: int,
@@ -171,7 +174,7 @@ def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir
                 num_encoder_layers=3 if num_encoder_layers is None else num_encoder_layers,
                 num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
                 positions=positions, dropout=0.1 if dropout is None else dropout,
-                label_smoothing=label_smoothing)
+                activation_dropout=activation_dropout, label_smoothing=label_smoothing)
         else:
             model_cfg = Seq2SeqConfig(
                 embedding_dim=_old_flag(ctx, "emb", emb, ["embedding_dim"], embedding_dim),

@@ -63,7 +63,10 @@ class TransformerConfig:
     num_encoder_layers: int = 3
     num_decoder_layers: int = 3
     dim_feedforward: int = 1024
-    dropout: float = 0.1
+    dropout: float = 0.1           # embeddings and every residual branch
+    # inside the feed-forward block, after the ReLU (fairseq's name and default): a mask there
+    # is dim_feedforward wide, so drawing it costs about as much as the block's matmuls
+    activation_dropout: float = 0.0
     positions: str = "sinusoidal"  # or "learned"
     max_positions: int = 512       # longest sequence (source or target) the positions cover
     share_embeddings: bool = True  # source embedding = target embedding (shared tokenizer)
@@ -79,7 +82,7 @@ class TransformerConfig:
                        "max_positions")
         check_non_negative(self, "pad_id", "bos_id", "eos_id")
         check_flags(self, "share_embeddings")
-        check_fraction(self, "dropout", "label_smoothing")
+        check_fraction(self, "dropout", "activation_dropout", "label_smoothing")
         name = type(self).__name__
         if self.arch != "transformer":
             raise UserError(f"{name}.arch: expected 'transformer', got {self.arch!r}")
@@ -136,11 +139,14 @@ class Embeddings(nn.Module):
 
 
 class FeedForward(nn.Sequential):
-    """Linear(d, ff) -> ReLU -> dropout -> Linear(ff, d): (..., d) -> (..., d)."""
+    """Linear(d, ff) -> ReLU -> dropout (activation_dropout) -> Linear(ff, d): (..., d) -> (..., d).
+    """
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__(nn.Linear(cfg.d_model, cfg.dim_feedforward), nn.ReLU(),
-                         nn.Dropout(cfg.dropout), nn.Linear(cfg.dim_feedforward, cfg.d_model))
+                         nn.Dropout(cfg.activation_dropout) if cfg.activation_dropout
+                         else nn.Identity(),
+                         nn.Linear(cfg.dim_feedforward, cfg.d_model))
 
 
 class EncoderLayer(nn.Module):
