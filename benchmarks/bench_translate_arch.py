@@ -2,6 +2,7 @@
 
     python benchmarks/bench_translate_arch.py train --job multi30k-fr --arch transformer
     python benchmarks/bench_translate_arch.py train --job tatoeba --arch lstm --marks 15,30,60
+    python benchmarks/bench_translate_arch.py combine --job tatoeba   # averaging, ensemble at 60
     python benchmarks/bench_translate_arch.py table        # the Markdown table of the results
 
 `train` trains one run (runs/bench_translate_arch/JOB-ARCH) on one torch thread to each mark
@@ -43,7 +44,11 @@ from _common import RESULTS, machine_info, utc_now  # noqa: E402
 from bench_translate_quality import JOBS, locked, median_tokens_per_s  # noqa: E402
 from seqlab.io import write_json_atomic  # noqa: E402
 from seqlab.text.metrics import score_corpus  # noqa: E402
-from seqlab.training.checkpoint import CHECKPOINT_FILE, checkpoint_progress  # noqa: E402
+from seqlab.training.checkpoint import (  # noqa: E402
+    CHECKPOINT_FILE,
+    checkpoint_progress,
+    snapshot_paths,
+)
 from seqlab.training.loop import TrainConfig  # noqa: E402
 from seqlab.translate.api import Translator  # noqa: E402
 from seqlab.translate.train import DataConfig, load_run_corpus, train_translator  # noqa: E402
@@ -200,6 +205,47 @@ def train(args: argparse.Namespace) -> None:
             break
 
 
+def combine(args: argparse.Namespace) -> None:
+    """Checkpoint averaging and ensembles at the job's last mark, on the test split (beam 5):
+    each finished run's mean of its last `--average` snapshots (what `Translator.load(run,
+    average=k)` decodes), and the ensemble of its LSTM and Transformer (best weights, their
+    log-probabilities averaged per step). Results go to the JSON's "combined" entry of the
+    job; a run that has not reached the mark is left out and said so."""
+    torch.set_num_threads(1)
+    job, mark = args.job, f"{max(float(m) for m in args.marks.split(',')):g}"
+    corpus = load_run_corpus(DataConfig(**DATASETS[job]["data"]))
+    src, refs = list(corpus.test.src), list(corpus.test.tgt)
+    if args.eval_limit:
+        src, refs = src[:args.eval_limit], refs[:args.eval_limit]
+    rec = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    ready = [a for a in ARCHS if mark in rec.get("runs", {}).get(f"{job}-{a}", {}).get("marks", {})]
+    missing = sorted(set(ARCHS) - set(ready))
+    if missing:
+        print(f"{job}: not at mark {mark} yet: {', '.join(missing)}", flush=True)
+    runs = {a: Path(args.work_dir) / f"{job}-{a}" for a in ready}
+    results: dict[str, Any] = {}
+    for arch, run in runs.items():
+        k = min(args.average, len(snapshot_paths(run)))
+        if k < 2:
+            print(f"{job}-{arch}: {k} snapshot(s), nothing to average", flush=True)
+            continue
+        print(f"{job}-{arch}: mean of the last {k} snapshots", flush=True)
+        steps = [p.stem for p in snapshot_paths(run)[-k:]]
+        results[f"{arch}:average{k}"] = {
+            "arch": arch, "average": k, "snapshots": steps,
+            "test_beam5": decode(Translator.load(run, average=k, device="cpu"), src, refs, 5)}
+    if "lstm" in runs and "transformer" in runs:
+        print(f"{job}: ensemble lstm + transformer", flush=True)
+        tr = Translator.load(runs["lstm"], device="cpu", ensemble=[runs["transformer"]])
+        results["lstm+transformer"] = {"ensemble": ["lstm", "transformer"],
+                                       "test_beam5": decode(tr, src, refs, 5)}
+    with locked(Path(args.out)) as out:
+        node = out.setdefault("combined", {}).setdefault(job, {})
+        node.update(mark=float(mark), date=utc_now(), machine=machine_info(threads=1),
+                    doc=combine.__doc__.replace("\n", " "), results={**node.get("results", {}),
+                                                                    **results})
+
+
 def table(path: Path = OUT) -> str:
     rec = json.loads(path.read_text())
     lines = ["| data | model | params | CPU min | steps | BLEU | chrF | lc BLEU | train tok/s "
@@ -211,12 +257,24 @@ def table(path: Path = OUT) -> str:
                 f"| {node['job']} | {node['arch']} | {node['parameters'] / 1e6:.1f}M | {mark} "
                 f"| {m['steps']} | {b['bleu']:.1f} | {b['chrf']:.1f} | {b['bleu_lc_tok']:.1f} "
                 f"| {m['train_tokens_per_s_median'] or 0:.0f} | {b['sentences_per_s']:.1f} |")
+    combined = rec.get("combined", {})
+    if combined:
+        lines += ["", "| data | at CPU min | decoded with | BLEU | chrF | lc BLEU "
+                  "| beam-5 sent/s |", "|" + "---|" * 7]
+        for job, node in sorted(combined.items()):
+            for _, r in sorted(node["results"].items()):
+                b = r["test_beam5"]
+                what = (f"{r['arch']}, mean of its last {r['average']} snapshots"
+                        if "average" in r else "ensemble: " + " + ".join(r["ensemble"]))
+                lines.append(f"| {job} | {node['mark']:g} each | {what} | {b['bleu']:.1f} "
+                             f"| {b['chrf']:.1f} | {b['bleu_lc_tok']:.1f} "
+                             f"| {b['sentences_per_s']:.1f} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["train", "table"])
+    p.add_argument("command", choices=["train", "combine", "table"])
     p.add_argument("--job", choices=sorted(DATASETS), default="multi30k-fr")
     p.add_argument("--arch", choices=ARCHS, default="lstm")
     p.add_argument("--marks", default=",".join(f"{m:g}" for m in MARKS),
@@ -227,9 +285,13 @@ def main() -> None:
     p.add_argument("--eval-limit", type=int, default=None, help="smoke runs: fewer test pairs")
     p.add_argument("--work-dir", default=str(REPO / "runs" / "bench_translate_arch"))
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--average", type=int, default=5,
+                   help="combine: average the last this many snapshots")
     args = p.parse_args()
     if args.command == "train":
         train(args)
+    elif args.command == "combine":
+        combine(args)
     else:
         print(table(Path(args.out)))
 
