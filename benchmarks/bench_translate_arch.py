@@ -10,10 +10,16 @@ in turn (CPU minutes of the training process, evaluation of the dev split includ
 `TrainConfig.cpu_budget_min`, so runs sharing a loaded machine get the same work), and at each
 mark evaluates the best weights so far (by dev BLEU) on the job's test split, greedy and beam 5
 (batch 64): sacreBLEU BLEU and chrF, the lowercased-tokenised BLEU of the Multi30k papers
-(`bleu_lc_tok`), decoding speed (sentences/s and output subword tokens/s over the whole call,
-with the mean hypothesis length), parameters, training tokens/s (median of the log's 50-step
-windows) and steps. Results go to benchmarks/results/translate_arch.json (under a file lock,
-so several jobs may run side by side) as soon as each mark is evaluated.
+(`bleu_lc_tok`), decoding speed (sentences and output subword tokens per wall second and per
+CPU second of the whole call, with the mean hypothesis length), parameters, steps and training
+tokens/s (median of the log's 50-step windows, wall time). Results go to
+benchmarks/results/translate_arch.json (under a file lock, so several jobs may run side by
+side) as soon as each mark is evaluated. The table reports training speed as optimizer steps
+per CPU minute (both architectures draw the same 4096-token batches) and decoding speed per
+CPU second, the figures a reniced run beside other jobs does not distort.
+
+`combine`, once a job's runs reached the last mark: each run's best weights decoded again for
+speed, the mean of its last `--average` weight snapshots, and the LSTM + Transformer ensemble.
 
 Resumable across sessions: started again with the same command it skips the marks already in
 the results and continues the run from its checkpoint with the CPU minutes still left to the
@@ -142,16 +148,20 @@ def train_to(run: Path, job: str, arch: str, mark: float, corpus: Any, seed: int
 
 
 def decode(tr: Translator, src: list[str], refs: list[str], beams: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    """Test scores and decoding speed (one thread): per wall second, and per CPU second of the
+    process, which a run sharing a loaded machine (or reniced) does not distort."""
+    t0, c0 = time.perf_counter(), time.process_time()
     hyps = [str(h) for h in tr.translate(src, num_beams=beams, batch_size=64)]
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     n_tok = sum(len(t) for t in tr.tok.tgt.encode(hyps))
     scores = dict(score_corpus(hyps, refs, tr.tgt_lang))
     scores.update(n_sentences=len(src), seconds=dt, sentences_per_s=len(src) / dt,
-                  output_tokens_per_s=n_tok / dt, mean_hypothesis_tokens=n_tok / len(src))
+                  output_tokens_per_s=n_tok / dt, cpu_seconds=dc,
+                  sentences_per_cpu_s=len(src) / dc, output_tokens_per_cpu_s=n_tok / dc,
+                  mean_hypothesis_tokens=n_tok / len(src))
     print(f"  beam {beams}: BLEU {scores['bleu']:.2f} chrF {scores['chrf']:.2f} lc-tok "
-          f"{scores['bleu_lc_tok']:.2f}  {scores['sentences_per_s']:.1f} sent/s "
-          f"{scores['output_tokens_per_s']:.0f} tok/s", flush=True)
+          f"{scores['bleu_lc_tok']:.2f}  {scores['sentences_per_cpu_s']:.1f} sent/CPU-s "
+          f"{scores['output_tokens_per_cpu_s']:.0f} tok/CPU-s", flush=True)
     return scores
 
 
@@ -225,6 +235,12 @@ def combine(args: argparse.Namespace) -> None:
     runs = {a: Path(args.work_dir) / f"{job}-{a}" for a in ready}
     results: dict[str, Any] = {}
     for arch, run in runs.items():
+        # the run's own evaluation timed wall seconds in earlier versions: decoding speed again,
+        # per CPU second (the same weights, so the same scores)
+        print(f"{job}-{arch}: best weights, decoding speed", flush=True)
+        tr = Translator.load(run, device="cpu")
+        results[f"{arch}:best"] = {"arch": arch, "test_beam1": decode(tr, src, refs, 1),
+                                   "test_beam5": decode(tr, src, refs, 5)}
         k = min(args.average, len(snapshot_paths(run)))
         if k < 2:
             print(f"{job}-{arch}: {k} snapshot(s), nothing to average", flush=True)
@@ -247,28 +263,35 @@ def combine(args: argparse.Namespace) -> None:
 
 
 def table(path: Path = OUT) -> str:
+    """Two Markdown tables: quality at each mark (test, beam 5; training speed as optimizer
+    steps per CPU minute, the batches being the same token budget for both architectures), and
+    at the last mark the decoding speed per CPU second, checkpoint averaging and ensembles."""
     rec = json.loads(path.read_text())
-    lines = ["| data | model | params | CPU min | steps | BLEU | chrF | lc BLEU | train tok/s "
-             "| beam-5 sent/s |", "|" + "---|" * 10]
+    lines = ["| data | model | params | CPU min | steps | steps / CPU min | BLEU | chrF "
+             "| lc BLEU |", "|" + "---|" * 9]
     for _key, node in sorted(rec.get("runs", {}).items()):
         for mark, m in sorted(node["marks"].items(), key=lambda kv: float(kv[0])):
             b = m["test_beam5"]
             lines.append(
                 f"| {node['job']} | {node['arch']} | {node['parameters'] / 1e6:.1f}M | {mark} "
-                f"| {m['steps']} | {b['bleu']:.1f} | {b['chrf']:.1f} | {b['bleu_lc_tok']:.1f} "
-                f"| {m['train_tokens_per_s_median'] or 0:.0f} | {b['sentences_per_s']:.1f} |")
+                f"| {m['steps']} | {m['steps'] / m['cpu_minutes']:.1f} | {b['bleu']:.1f} "
+                f"| {b['chrf']:.1f} | {b['bleu_lc_tok']:.1f} |")
     combined = rec.get("combined", {})
     if combined:
-        lines += ["", "| data | at CPU min | decoded with | BLEU | chrF | lc BLEU "
-                  "| beam-5 sent/s |", "|" + "---|" * 7]
+        lines += ["", "| data | at CPU min | decoded with | BLEU | chrF | lc BLEU | greedy "
+                  "sent / CPU s | beam-5 sent / CPU s | beam-5 tokens / CPU s |",
+                  "|" + "---|" * 9]
         for job, node in sorted(combined.items()):
             for _, r in sorted(node["results"].items()):
-                b = r["test_beam5"]
+                b, g = r["test_beam5"], r.get("test_beam1")
                 what = (f"{r['arch']}, mean of its last {r['average']} snapshots"
-                        if "average" in r else "ensemble: " + " + ".join(r["ensemble"]))
+                        if "average" in r else "ensemble: " + " + ".join(r["ensemble"])
+                        if "ensemble" in r else f"{r['arch']}, best weights")
+                greedy = f"{g['sentences_per_cpu_s']:.0f}" if g else ""
                 lines.append(f"| {job} | {node['mark']:g} each | {what} | {b['bleu']:.1f} "
-                             f"| {b['chrf']:.1f} | {b['bleu_lc_tok']:.1f} "
-                             f"| {b['sentences_per_s']:.1f} |")
+                             f"| {b['chrf']:.1f} | {b['bleu_lc_tok']:.1f} | {greedy} "
+                             f"| {b['sentences_per_cpu_s']:.0f} "
+                             f"| {b['output_tokens_per_cpu_s']:.0f} |")
     return "\n".join(lines)
 
 
