@@ -1,8 +1,8 @@
 """onnxruntime vs PyTorch for a trained translator: same outputs? how much faster?
 
 Both backends run the same search code (`seqlab.decoding.search`) over the same weights in this
-one process: PyTorch's `Seq2Seq` and the graphs `seqlab translate export` writes (exported here
-when missing or stale), run by onnxruntime on the same number of threads.
+one process: the PyTorch model (LSTM or Transformer) and the graphs `seqlab translate export`
+writes (exported here when missing or stale), run by onnxruntime on the same number of threads.
 
 1. Identical outputs on the test split: greedy and beam search (batch 64) with each backend; the
    share of identical strings, and for beam search the differing sentences whose best scores
