@@ -326,12 +326,26 @@ def _array(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.numpy())
 
 
-class OnnxSeq2Seq:
+class InferenceOnly:
+    """What the onnxruntime stand-ins share with an nn.Module in eval mode: `eval()` is a no-op
+    and `train()` is refused."""
+
+    training = False
+
+    def eval(self) -> Any:
+        return self
+
+    def train(self, mode: bool = True) -> Any:
+        if mode:
+            raise ValueError("an onnxruntime translator cannot be trained")
+        return self
+
+
+class OnnxSeq2Seq(InferenceOnly):
     """What `seqlab.translate.api` uses of `Seq2Seq` (cfg, encode, decoder, generate, eval),
     over onnxruntime sessions (`load_onnx_translator` makes one)."""
 
     generate = Seq2Seq.generate   # the same dispatch to greedy / beam search
-    training = False
 
     def __init__(self, encoder: Any, step: Any, cfg: Seq2SeqConfig,
                  manifest: dict[str, Any]):
@@ -340,14 +354,6 @@ class OnnxSeq2Seq:
         self.cfg = cfg
         self.manifest = manifest
         self._enc_outputs = manifest["encoder"]["outputs"]
-
-    def eval(self) -> OnnxSeq2Seq:
-        return self
-
-    def train(self, mode: bool = True) -> OnnxSeq2Seq:
-        if mode:
-            raise ValueError("an onnxruntime translator cannot be trained")
-        return self
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor
                ) -> tuple[Memory, DecoderState]:

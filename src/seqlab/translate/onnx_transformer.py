@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from seqlab.export.common import export_graph, make_session
 from seqlab.nn.attention import AttentionCache
+from seqlab.translate.onnx_backend import InferenceOnly
 from seqlab.translate.transformer import (
     DecoderLayer,
     Embeddings,
@@ -214,12 +215,11 @@ class OnnxTransformerDecoder:
         return self.select_memory(memory, index)
 
 
-class OnnxTransformer:
+class OnnxTransformer(InferenceOnly):
     """What `seqlab.translate.api` uses of `Transformer` (cfg, encode, decoder, generate,
     cross_attention, eval) over onnxruntime sessions."""
 
     generate = Transformer.generate   # the same search, the same length cap
-    training = False
 
     def __init__(self, encoder: Any, step: Any, cfg: TransformerConfig,
                  manifest: dict[str, Any]):
@@ -227,14 +227,6 @@ class OnnxTransformer:
         self.decoder = OnnxTransformerDecoder(step)
         self.cfg = cfg
         self.manifest = manifest
-
-    def eval(self) -> OnnxTransformer:
-        return self
-
-    def train(self, mode: bool = True) -> OnnxTransformer:
-        if mode:
-            raise ValueError("an onnxruntime translator cannot be trained")
-        return self
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor
                ) -> tuple[OnnxMemory, OnnxState]:
