@@ -263,6 +263,28 @@ def test_ensemble_of_one_is_that_run_and_of_two_is_the_mean(runs):
     assert len(both.translate(sents, num_beams=3)) == 2
 
 
+def test_ensemble_output_stays_within_its_transformer_positions():
+    from seqlab.translate.ensemble import Ensemble
+    from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
+
+    trans = tiny(torch.float32, max_positions=12)
+    torch.manual_seed(0)
+    lstm = Seq2Seq(Seq2SeqConfig(src_vocab_size=V, tgt_vocab_size=V, embedding_dim=8,
+                                 encoder_hidden_size=8, decoder_hidden_size=8,
+                                 dropout=0.0)).eval()
+    with torch.no_grad():
+        lstm.decoder.out.bias[3] = -float("inf")   # EOS never wins: the search runs to its cap
+    ens = Ensemble([lstm, trans]).eval()
+    assert ens.max_target_positions == 12
+    assert Ensemble([lstm]).max_target_positions is None
+    src, lengths, mask, _ = batch(B=2, S=7)
+    for beams in (1, 2):
+        # asked for 40 (and by default 2 * 7 + 10): capped at the Transformer's 12 positions
+        for limit in (40, None):
+            out = ens.generate(src, lengths, mask, num_beams=beams, max_new_tokens=limit)
+            assert max(len(h.tokens) for h in out.best()) == 12
+
+
 def test_ensemble_needs_one_tokenizer(runs, tmp_path):
     trans, _ = runs
     corpus = write_corpus(tmp_path / "pairs.tsv")

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple, Protocol, cast
 import torch
 from torch import Tensor, nn
 
-from seqlab.decoding.search import PrunableStepDecoder, SearchResult
-from seqlab.translate.model import encode_and_search
+from seqlab.decoding.search import PrunableStepDecoder
+from seqlab.translate.model import Generates
 
 
 class _Ids(Protocol):
@@ -81,7 +81,7 @@ class EnsembleDecoder(nn.Module):
                      for dec, m in zip(self._steps(), memory, strict=True))
 
 
-class Ensemble(nn.Module):
+class Ensemble(Generates, nn.Module):
     """Several translators as one: the interface of `Seq2Seq` for decoding (encode, generate)."""
 
     def __init__(self, models: list[nn.Module]):
@@ -97,6 +97,9 @@ class Ensemble(nn.Module):
         self.models = nn.ModuleList(models)
         self.cfg: _Ids = translators[0].cfg
         self.decoder = EnsembleDecoder([cast(nn.Module, m.decoder) for m in translators])
+        # the shortest output any member can position (a Transformer's max_positions)
+        caps = [c for m in models if (c := getattr(m, "max_target_positions", None)) is not None]
+        self.max_target_positions = min(caps) if caps else None
 
     def encode(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor
                ) -> tuple[tuple[Any, ...], EnsembleState]:
@@ -107,14 +110,3 @@ class Ensemble(nn.Module):
             states.append(st)
         rows = torch.arange(src.size(0), device=src.device)
         return tuple(memories), EnsembleState(rows, tuple(states))
-
-    @torch.no_grad()
-    def generate(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, *,
-                 num_beams: int = 5, max_new_tokens: int | Tensor | None = None,
-                 length_penalty: float = 1.0, num_return_sequences: int = 1,
-                 return_attention: bool = False) -> SearchResult:
-        """As `Seq2Seq.generate`, on the averaged log-probabilities."""
-        return encode_and_search(self, src, src_lengths, src_mask, num_beams=num_beams,
-                                 max_new_tokens=max_new_tokens, length_penalty=length_penalty,
-                                 num_return_sequences=num_return_sequences,
-                                 return_attention=return_attention)

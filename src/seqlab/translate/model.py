@@ -137,7 +137,36 @@ def default_max_new_tokens(src_lengths: Tensor) -> Tensor:
     return (2 * src_lengths.cpu() + 10).long()
 
 
-class Seq2Seq(nn.Module):
+class Generates:
+    """`generate` for every translator (LSTM, Transformer, their ensembles, the onnxruntime
+    stand-ins): encode the batch, then greedy or beam search over `self.decoder` with
+    `self.cfg`'s special ids. `max_target_positions` caps the output length (None: no cap;
+    the Transformer's learned or sinusoid positions end at `max_positions`)."""
+
+    max_target_positions: int | None = None
+
+    @torch.no_grad()
+    def generate(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, *,
+                 num_beams: int = 5, max_new_tokens: int | Tensor | None = None,
+                 length_penalty: float = 1.0, num_return_sequences: int = 1,
+                 return_attention: bool = False) -> SearchResult:
+        """Translate a batch. src (B, S) ids, src_lengths (B,), src_mask (B, S) bool;
+        max_new_tokens: int, (B,) or None = 2 * source length + 10."""
+        if max_new_tokens is None:
+            max_new_tokens = default_max_new_tokens(src_lengths)
+        if self.max_target_positions is not None:
+            limit = torch.as_tensor(max_new_tokens).clamp(max=self.max_target_positions)
+            max_new_tokens = int(limit) if limit.dim() == 0 else limit
+        model: Any = self
+        memory, state = model.encode(src, src_lengths, src_mask)
+        return search(model.decoder, memory, state, bos_id=model.cfg.bos_id,
+                      eos_id=model.cfg.eos_id, max_len=max_new_tokens, num_beams=num_beams,
+                      length_penalty=length_penalty,
+                      num_return_sequences=num_return_sequences,
+                      return_attention=return_attention)
+
+
+class Seq2Seq(Generates, nn.Module):
     def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
         self.cfg = cfg
@@ -185,32 +214,4 @@ class Seq2Seq(nn.Module):
         loss = smoothed_cross_entropy(logits, tgt_out[real], self.cfg.label_smoothing)
         return loss, int(real.sum())
 
-    @torch.no_grad()
-    def generate(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, *,
-                 num_beams: int = 5, max_new_tokens: int | Tensor | None = None,
-                 length_penalty: float = 1.0, num_return_sequences: int = 1,
-                 return_attention: bool = False) -> SearchResult:
-        """Translate a batch. max_new_tokens: int, (B,) or None = 2 * source length + 10."""
-        return encode_and_search(self, src, src_lengths, src_mask, num_beams=num_beams,
-                                 max_new_tokens=max_new_tokens, length_penalty=length_penalty,
-                                 num_return_sequences=num_return_sequences,
-                                 return_attention=return_attention)
 
-
-def encode_and_search(model: Any, src: Tensor, src_lengths: Tensor, src_mask: Tensor, *,
-                      num_beams: int, max_new_tokens: int | Tensor | None,
-                      length_penalty: float, num_return_sequences: int,
-                      return_attention: bool, max_positions: int | None = None) -> SearchResult:
-    """The `generate` of every translator (LSTM, Transformer, ensemble): encode the batch, then
-    greedy or beam search over `model.decoder` with `model.cfg`'s special ids.
-    max_new_tokens: int, (B,) or None = 2 * source length + 10; capped at `max_positions`."""
-    if max_new_tokens is None:
-        max_new_tokens = default_max_new_tokens(src_lengths)
-    if max_positions is not None:
-        limit = torch.as_tensor(max_new_tokens).clamp(max=max_positions)
-        max_new_tokens = int(limit) if limit.dim() == 0 else limit
-    memory, state = model.encode(src, src_lengths, src_mask)
-    return search(model.decoder, memory, state, bos_id=model.cfg.bos_id,
-                  eos_id=model.cfg.eos_id, max_len=max_new_tokens, num_beams=num_beams,
-                  length_penalty=length_penalty, num_return_sequences=num_return_sequences,
-                  return_attention=return_attention)

@@ -53,7 +53,7 @@ from seqlab.export.common import (
 from seqlab.nn.attention import AdditiveAttention, AttentionCache, MultiHeadAttention
 from seqlab.nn.decoder import AttentionDecoder, DecoderState, Memory
 from seqlab.nn.gates import lstm_update
-from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
+from seqlab.translate.model import Generates, Seq2Seq, Seq2SeqConfig
 
 KIND = "translator"
 FORMAT = 1
@@ -341,11 +341,9 @@ class InferenceOnly:
         return self
 
 
-class OnnxSeq2Seq(InferenceOnly):
+class OnnxSeq2Seq(Generates, InferenceOnly):
     """What `seqlab.translate.api` uses of `Seq2Seq` (cfg, encode, decoder, generate, eval),
     over onnxruntime sessions (`load_onnx_translator` makes one)."""
-
-    generate = Seq2Seq.generate   # the same dispatch to greedy / beam search
 
     def __init__(self, encoder: Any, step: Any, cfg: Seq2SeqConfig,
                  manifest: dict[str, Any]):

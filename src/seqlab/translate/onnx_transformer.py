@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from seqlab.export.common import export_graph, make_session
 from seqlab.nn.attention import AttentionCache
+from seqlab.translate.model import Generates
 from seqlab.translate.onnx_backend import InferenceOnly
 from seqlab.translate.transformer import (
     DecoderLayer,
@@ -215,11 +216,11 @@ class OnnxTransformerDecoder:
         return self.select_memory(memory, index)
 
 
-class OnnxTransformer(InferenceOnly):
+class OnnxTransformer(Generates, InferenceOnly):
     """What `seqlab.translate.api` uses of `Transformer` (cfg, encode, decoder, generate,
     cross_attention, eval) over onnxruntime sessions."""
 
-    generate = Transformer.generate   # the same search, the same length cap
+    max_target_positions = Transformer.max_target_positions   # the same length cap
 
     def __init__(self, encoder: Any, step: Any, cfg: TransformerConfig,
                  manifest: dict[str, Any]):

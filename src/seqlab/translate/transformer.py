@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.decoding.search import SearchResult
 from seqlab.errors import UserError
 from seqlab.nn.attention import AttentionCache, MultiHeadAttention
 from seqlab.text.config import (
@@ -38,9 +37,9 @@ from seqlab.text.config import (
     config_from_dict,
 )
 from seqlab.translate.model import (
+    Generates,
     Seq2Seq,
     Seq2SeqConfig,
-    encode_and_search,
     smoothed_cross_entropy,
 )
 
@@ -300,7 +299,7 @@ class TransformerDecoder(nn.Module):
         return self.select_memory(memory, index.repeat_interleave(k))
 
 
-class Transformer(nn.Module):
+class Transformer(Generates, nn.Module):
     """The Transformer translator; the interface of `seqlab.translate.model.Seq2Seq`."""
 
     def __init__(self, cfg: TransformerConfig):
@@ -320,6 +319,10 @@ class Transformer(nn.Module):
                                             for _ in range(cfg.num_encoder_layers))
         self.encoder_norm = nn.LayerNorm(d)
         self.decoder = TransformerDecoder(cfg, tgt_embed)
+
+    @property
+    def max_target_positions(self) -> int:   # type: ignore[override]
+        return self.cfg.max_positions
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -351,18 +354,6 @@ class Transformer(nn.Module):
         logits = self.decoder.logits(x[real])                                     # (N, V)
         loss = smoothed_cross_entropy(logits, tgt_out[real], self.cfg.label_smoothing)
         return loss, int(real.sum())
-
-    @torch.no_grad()
-    def generate(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor, *,
-                 num_beams: int = 5, max_new_tokens: int | Tensor | None = None,
-                 length_penalty: float = 1.0, num_return_sequences: int = 1,
-                 return_attention: bool = False) -> SearchResult:
-        """Translate a batch (as `Seq2Seq.generate`); the limit stays within max_positions."""
-        return encode_and_search(self, src, src_lengths, src_mask, num_beams=num_beams,
-                                 max_new_tokens=max_new_tokens, length_penalty=length_penalty,
-                                 num_return_sequences=num_return_sequences,
-                                 return_attention=return_attention,
-                                 max_positions=self.cfg.max_positions)
 
     @torch.no_grad()
     def cross_attention(self, src: Tensor, src_lengths: Tensor, src_mask: Tensor,
