@@ -294,6 +294,33 @@ def seqlab_replay(src_lens: Sequence[int], tgt_lens: Sequence[int], steps: int, 
     return {"steps": steps, "padded_target_positions": padded, "real_target_tokens": real}
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its live descendants, all threads, from
+    /proc (None where there is no /proc): a unit's CPU per wall second shows whether it had its
+    cores (about its thread count) or shared them with other jobs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}          # pid -> (parent, CPU seconds)
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue                                    # ended meanwhile
+        fields = text[text.rindex(")") + 2:].split()    # after "pid (comm) "
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    if pid not in stats:
+        return None
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats[p][1]
+        todo += [c for c, (parent, _) in stats.items() if parent == p]
+    return total
+
+
 def run_budgeted(cmd: list[str], env: dict[str, str], budget_s: float, log_path: Path,
                  start_marker: str, name: str, start_timeout_s: float = 900.0
                  ) -> dict[str, Any]:
@@ -320,6 +347,7 @@ def run_budgeted(cmd: list[str], env: dict[str, str], budget_s: float, log_path:
                 log.flush()
                 if not started.is_set() and start_marker in line:
                     state["t_start"] = time.monotonic()
+                    state["cpu_start"] = tree_cpu_seconds(proc.pid)
                     started.set()
 
     th = threading.Thread(target=reader, daemon=True)
@@ -335,6 +363,7 @@ def run_budgeted(cmd: list[str], env: dict[str, str], budget_s: float, log_path:
     while (left := deadline - time.monotonic()) > 0 and proc.poll() is None:
         time.sleep(min(left, 0.5))
     t_stop = time.monotonic()
+    cpu_stop = tree_cpu_seconds(proc.pid)
     ended_early = proc.poll() is not None
     if not ended_early:
         proc.send_signal(signal.SIGINT)
@@ -349,6 +378,8 @@ def run_budgeted(cmd: list[str], env: dict[str, str], budget_s: float, log_path:
     return {"command": (prefix + " " if prefix else "") + shlex.join(cmd),
             "startup_s": state["t_start"] - t_launch,
             "train_wall_s": t_stop - state["t_start"], "ended_before_budget": ended_early,
+            "train_cpu_s": (cpu_stop - state["cpu_start"] if None not in
+                            (cpu_stop, state["cpu_start"]) else None),
             "shutdown_s": time.monotonic() - t_stop, "returncode": proc.returncode,
             "log": str(log_path)}
 
@@ -590,10 +621,14 @@ class Setup:
 
 
 def train_figures(steps: int, wall_s: float, real: int, padded: int | None,
-                  window_rates: Sequence[float]) -> dict[str, Any]:
+                  window_rates: Sequence[float], cpu_s: float | None,
+                  cpu_wall_s: float | None = None) -> dict[str, Any]:
     """A unit's training speed over its whole budget (validation included); padded None:
-    not counted."""
+    not counted; cpu_s: the trainer's CPU seconds over cpu_wall_s (default wall_s) seconds of
+    its budget (None: not measured)."""
     return {"steps": steps, "train_wall_s": wall_s, "steps_per_s": steps / wall_s,
+            "train_cpu_s": cpu_s,
+            "cpu_per_wall_s": None if cpu_s is None else cpu_s / (cpu_wall_s or wall_s),
             "real_target_tokens": real, "padded_target_positions": padded,
             "real_target_tokens_per_s": real / wall_s,
             "padded_target_tokens_per_s": None if padded is None else padded / wall_s,
@@ -660,7 +695,7 @@ def joey_unit(st: Setup, threads: int, joey_python: str) -> dict[str, Any]:
     real = replay["real_target_tokens"] if replay_ok else jstats["total_tokens"]
     train = train_figures(jstats["steps"], jrun["train_wall_s"], real,
                           replay["padded_target_positions"],
-                          [w["tokens_per_s"] for w in jrun["windows"]])
+                          [w["tokens_per_s"] for w in jrun["windows"]], jrun["train_cpu_s"])
     print(f"Joey, {threads} thread(s): {train['steps']} steps, {train['steps_per_s']:.3f} "
           f"steps/s, {train['real_target_tokens_per_s']:.0f} real target tokens/s (padding "
           f"{100 * (train['padding_share'] or 0):.0f}%); checkpoint {ckpt.name}; decoding",
@@ -758,7 +793,8 @@ def onmt_unit(st: Setup, threads: int, onmt_python: str) -> dict[str, Any]:
     ckpt = owork / "model" / max(choice, key=lambda name: choice[name])
     # steps/s and tokens/s up to OpenNMT's last report, on its own clock
     train = train_figures(log["steps"], log["seconds"], log["real_target_tokens"], None,
-                          [w["tokens_per_s"] for w in log["windows"]])
+                          [w["tokens_per_s"] for w in log["windows"]], run["train_cpu_s"],
+                          run["train_wall_s"])
     print(f"OpenNMT-py, {threads} thread(s): {train['steps']} steps, "
           f"{train['steps_per_s']:.3f} steps/s, {train['real_target_tokens_per_s']:.0f} real "
           f"target tokens/s; checkpoint {ckpt.name}; decoding", flush=True)
@@ -815,7 +851,7 @@ def seqlab_unit(st: Setup, threads: int) -> dict[str, Any]:
     replay_ok = abs(reported - replay["real_target_tokens"]) <= 1
     train = train_figures(summary["steps"], summary["seconds"], replay["real_target_tokens"]
                           if replay_ok else reported, replay["padded_target_positions"],
-                          [w["tokens_per_s"] for w in windows])
+                          [w["tokens_per_s"] for w in windows], summary.get("cpu_seconds"))
     print(f"seqlab, {threads} thread(s): {train['steps']} steps, {train['steps_per_s']:.3f} "
           f"steps/s, {train['real_target_tokens_per_s']:.0f} real target tokens/s (padding "
           f"{100 * (train['padding_share'] or 0):.0f}%); decoding", flush=True)
@@ -964,6 +1000,8 @@ _ROWS: list[tuple[str, tuple[str, ...], str, bool]] = [
     ("train padded target tokens/s", ("train", "padded_target_tokens_per_s"), ",.0f", True),
     ("train real target tokens/s", ("train", "real_target_tokens_per_s"), ",.0f", True),
     ("padding share of target positions", ("train", "padding_share"), ".0%", False),
+    ("training CPU seconds per wall second (about the threads when nothing else ran)",
+     ("cpu_per_wall",), ".2f", False),
     ("real target tokens/s, median logging window (no validation)",
      ("train", "real_target_tokens_per_s_window_median"), ",.0f", True),
     ("achieved training GFLOP/s (analytic)", ("gflops",), ".1f", True),
@@ -997,6 +1035,13 @@ def unit_value(unit: dict[str, Any] | None, path: tuple[str, ...], flops: dict[s
         return rate * fpt / 1e9
     if path == ("peak_share",):
         return rate * fpt / 1e9 / unit["matmul_peak_fp32_1024"]["gflops_peak"]
+    if path == ("cpu_per_wall",):
+        if unit["train"].get("cpu_per_wall_s") is not None:
+            return unit["train"]["cpu_per_wall_s"]
+        # units from before the figure was recorded: seqlab's loop always counted its CPU time
+        summary = unit.get("train_summary") or {}
+        return (summary["cpu_seconds"] / summary["seconds"]
+                if summary.get("cpu_seconds") and summary.get("seconds") else None)
     value: Any = unit
     for key in path:
         if not isinstance(value, dict) or key not in value:
