@@ -109,6 +109,9 @@ def used_cpu_minutes(run: Path) -> tuple[float, list[dict[str, Any]]]:
     return prog.get("cpu_seconds", 0.0) / 60, sessions
 
 
+SNAPSHOT_EVERY = 50
+
+
 def train_to(run: Path, job: str, arch: str, mark: float, corpus: Any, seed: int,
              eval_sentences: int | None) -> dict[str, Any] | None:
     """Train `run` until it has used `mark` CPU minutes; None when it already has."""
@@ -120,7 +123,10 @@ def train_to(run: Path, job: str, arch: str, mark: float, corpus: Any, seed: int
     cpu0, wall0 = time.process_time(), time.perf_counter()
     common: dict[str, Any] = dict(progress=False, echo=lambda s: print(s, flush=True),
                                   corpus=corpus)
-    overrides = {"cpu_budget_min": left, "time_budget_min": None, "threads": 1}
+    # a snapshot every SNAPSHOT_EVERY steps: the last 5 (averaged by `combine`) lie close
+    # together at the run's end (runs begun before this setting take it on their next resume)
+    overrides = {"cpu_budget_min": left, "time_budget_min": None, "threads": 1,
+                 "snapshot_every": SNAPSHOT_EVERY}
     if (run / CHECKPOINT_FILE).is_file():
         summary = train_translator(run, resume=True, overrides=overrides, **common)
     else:
@@ -130,7 +136,8 @@ def train_to(run: Path, job: str, arch: str, mark: float, corpus: Any, seed: int
         model, train = model_and_train(job, arch)
         if eval_sentences:
             train["eval_sentences"] = eval_sentences
-        train_cfg = TrainConfig(**train, keep_checkpoints=5, threads=1, cpu_budget_min=left,
+        train_cfg = TrainConfig(**train, keep_checkpoints=5, snapshot_every=SNAPSHOT_EVERY,
+                                threads=1, cpu_budget_min=left,
                                 seed=seed, max_epochs=1000)
         mcfg: Any = (TransformerConfig(**{k: v for k, v in model.items() if k != "arch"})
                      if arch == "transformer" else model)

@@ -184,3 +184,27 @@ def test_the_checkpoint_counts_cpu_time_across_sessions(tmp_path: Path) -> None:
     cpu2 = checkpoint_progress(tmp_path / "r")["cpu_seconds"]
     assert cpu2 >= cpu1 + 0.05
     assert cpu2 <= second["total_cpu_seconds"] < cpu2 + 1.0   # + the final checkpoint save
+
+
+def test_snapshots_every_n_steps_end_with_the_final_weights(tmp_path: Path) -> None:
+    from seqlab.training.checkpoint import snapshot_paths
+
+    def steps(run: Path) -> list[int]:
+        return [int(p.stem.split("-")[1]) for p in snapshot_paths(run)]
+
+    # at each evaluation (every 4 steps) by default, and the final weights at the end
+    _run(tmp_path / "eval", 10, keep_checkpoints=5)
+    assert steps(tmp_path / "eval") == [4, 8, 10]
+    # every 2 steps instead; the last 3 kept; step 9's weights are the run's final ones
+    _run(tmp_path / "n", 9, keep_checkpoints=3, snapshot_every=2)
+    assert steps(tmp_path / "n") == [6, 8, 9]
+    final = load_file(str(tmp_path / "n" / "checkpoint.safetensors"))
+    snap = load_file(str(snapshot_paths(tmp_path / "n")[-1]))
+    assert set(snap) and all(torch.equal(snap[k], final[f"model.{k}"]) for k in snap)
+    # a snapshot holds the weights at its step: those of the same run stopped there
+    _run(tmp_path / "six", 6)
+    six = load_file(str(tmp_path / "six" / "checkpoint.safetensors"))
+    snap6 = load_file(str(snapshot_paths(tmp_path / "n")[0]))
+    assert all(torch.equal(snap6[k], six[f"model.{k}"]) for k in snap6)
+    with pytest.raises(UserError, match="snapshot_every"):
+        TrainConfig(keep_checkpoints=2, snapshot_every=0)

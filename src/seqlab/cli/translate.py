@@ -124,8 +124,11 @@ def _corpus_arg(corpus: str) -> str:
 @click.option("--patience", type=POSITIVE_INT, default=8, show_default=True,
               help="Stop after N evaluations without a better dev BLEU.")
 @click.option("--keep-checkpoints", type=int, default=0, show_default=True,
-              help="Keep the weights of the last K evaluations (snapshots/) for "
-                   "`seqlab translate average`.")
+              help="Keep the weights of the last K evaluations and the final ones "
+                   "(snapshots/) for `seqlab translate average`.")
+@click.option("--snapshot-every", type=POSITIVE_INT, default=None,
+              help="With --keep-checkpoints: a snapshot every N steps instead of at each "
+                   "evaluation.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=POSITIVE_INT, default=None,
               help="torch threads (default: torch's).")
@@ -144,7 +147,8 @@ def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir
           label_smoothing: float, vocab_size: int, max_len: int, batch_tokens: int, lr: float,
           time_budget: float | None, max_steps: int | None, decay_steps: int | None,
           max_epochs: int, eval_every: int,
-          eval_sentences: int, patience: int, keep_checkpoints: int, seed: int, threads: int | None,
+          eval_sentences: int, patience: int, keep_checkpoints: int,
+          snapshot_every: int | None, seed: int, threads: int | None,
           precision: str | None, device: str | None, skip_bad_lines: bool,
           quiet: bool) -> None:
     """Train a translator on a corpus (or continue one with --resume)."""
@@ -193,7 +197,8 @@ def train(ctx: click.Context, corpus: str, src_lang: str, tgt_lang: str, out_dir
                                 decay_steps=decay_steps or 0,
                                 max_epochs=max_epochs, time_budget_min=time_budget,
                                 eval_every=eval_every, eval_sentences=eval_sentences,
-                                patience=patience, keep_checkpoints=keep_checkpoints, seed=seed,
+                                patience=patience, keep_checkpoints=keep_checkpoints,
+                                snapshot_every=snapshot_every, seed=seed,
                                 threads=threads,
                                 precision=precision or "fp32", device=device or "auto")
         data_cfg = DataConfig(corpus=_corpus_arg(corpus), src_lang=src_lang, tgt_lang=tgt_lang,

@@ -86,6 +86,8 @@ from seqlab.training.checkpoint import (
     rng_state,
     save_snapshot,
     set_rng_state,
+    snapshot_name,
+    snapshot_paths,
 )
 from seqlab.training.distributed import DistContext, rank_seed
 from seqlab.validate import check_fields, check_float
@@ -112,6 +114,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     patience: int = 8
     keep_checkpoints: int = 0          # keep the weights of the last K evaluations (snapshots/)
+    snapshot_every: int | None = None  # with keep_checkpoints: a snapshot every N steps instead
     log_every: int = 50
     seed: int = 1234
     threads: int | None = None
@@ -133,6 +136,7 @@ class TrainConfig:
             "clip_norm": (float, 0.0), "max_steps": (int, 1), "max_epochs": (int, 1),
             "time_budget_min": (float, 0.0), "eval_every": (int, 1),
             "eval_sentences": (int, 0), "eval_batch_size": (int, 1), "patience": (int, 1),
+            "snapshot_every": (int, 1),
             "log_every": (int, 1), "seed": (int, 0), "threads": (int, 1)})
         check_float("TrainConfig.min_lr", self.min_lr, 0.0, open_min=False)
         if self.decay_steps < 0 or (self.decay_steps and self.max_steps is None):
@@ -417,6 +421,10 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
                                 metadata={"format": fmt, "state": json.dumps(state)})
         write_log()
 
+    def snapshot() -> None:
+        if train_cfg.keep_checkpoints and main:
+            save_snapshot(out, model, prog.step, train_cfg.keep_checkpoints, fmt)
+
     def run_eval(periodic: bool) -> float:
         got = dist.broadcast(evaluate(model) if main else None)   # the others wait for rank 0
         score = 0.0 if got is None else float(got)
@@ -451,8 +459,8 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
         else:
             echo(msg)
         stop = "early_stopping" if prog.evals_since_best >= train_cfg.patience else None
-        if train_cfg.keep_checkpoints:
-            save_snapshot(out, model, prog.step, train_cfg.keep_checkpoints, fmt)
+        if train_cfg.snapshot_every is None:
+            snapshot()
         save_checkpoint()
         win_t0 += time.perf_counter() - t_eval   # evaluation time is not training time
         return stop
@@ -549,6 +557,8 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
                                 refresh=False)
                 write_log()   # small; lines past the last checkpoint are dropped on resume
                 win_units, win_tokens, win_loss, win_t0 = 0, 0, 0.0, time.perf_counter()
+            if train_cfg.snapshot_every and prog.step % train_cfg.snapshot_every == 0:
+                snapshot()
             if not train_cfg.eval_per_epoch and prog.step % train_cfg.eval_every == 0:
                 stop = periodic_eval()
                 last_eval_step = prog.step
@@ -571,6 +581,9 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
     if dist.agree(last_eval_step != prog.step or not (out / MODEL_FILE).exists()):
         score = run_eval(periodic=False)
         echo(f"step {prog.step}: final dev {label} {score:.2f} (best {prog.best_bleu:.2f})")
+    if train_cfg.keep_checkpoints and main and not any(
+            p.name == snapshot_name(prog.step) for p in snapshot_paths(out)):
+        snapshot()               # the final weights are the last snapshot to average
     prog.stopped = stop
     save_checkpoint()
     best = prog.best_bleu if prog.best_bleu is not None else float("nan")
