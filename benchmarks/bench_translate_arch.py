@@ -291,7 +291,9 @@ def table(path: Path = OUT) -> str:
         for job, node in sorted(combined.items()):
             for _, r in sorted(node["results"].items()):
                 b, g = r["test_beam5"], r.get("test_beam1")
-                what = (f"{r['arch']}, mean of its last {r['average']} snapshots"
+                steps = [int(x.split("-")[-1]) for x in r.get("snapshots", [])]
+                what = (f"{r['arch']}, mean of its last {r['average']} snapshots (steps "
+                        f"{', '.join(map(str, steps))})"
                         if "average" in r else "ensemble: " + " + ".join(r["ensemble"])
                         if "ensemble" in r else f"{r['arch']}, best weights")
                 greedy = f"{g['sentences_per_cpu_s']:.0f}" if g else ""
