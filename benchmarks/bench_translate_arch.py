@@ -225,9 +225,9 @@ def train(args: argparse.Namespace) -> None:
 def combine(args: argparse.Namespace) -> None:
     """Checkpoint averaging and ensembles at the job's last mark, on the test split (beam 5):
     each finished run's mean of its last `--average` snapshots (what `Translator.load(run,
-    average=k)` decodes), and the ensemble of its LSTM and Transformer (best weights, their
-    log-probabilities averaged per step). Results go to the JSON's "combined" entry of the
-    job; a run that has not reached the mark is left out and said so."""
+    average=k)` decodes), the ensemble of its LSTM and Transformer and that of all its finished
+    runs (best weights, their log-probabilities averaged per step). Results go to the JSON's
+    "combined" entry of the job; a run that has not reached the mark is left out and said so."""
     torch.set_num_threads(1)
     job, mark = args.job, f"{max(float(m) for m in args.marks.split(',')):g}"
     corpus = load_run_corpus(DataConfig(**DATASETS[job]["data"]))
@@ -257,11 +257,15 @@ def combine(args: argparse.Namespace) -> None:
         results[f"{arch}:average{k}"] = {
             "arch": arch, "average": k, "snapshots": steps,
             "test_beam5": decode(Translator.load(run, average=k, device="cpu"), src, refs, 5)}
-    if "lstm" in runs and "transformer" in runs:
-        print(f"{job}: ensemble lstm + transformer", flush=True)
-        tr = Translator.load(runs["lstm"], device="cpu", ensemble=[runs["transformer"]])
-        results["lstm+transformer"] = {"ensemble": ["lstm", "transformer"],
-                                       "test_beam5": decode(tr, src, refs, 5)}
+    # the LSTM with the Transformer, and every finished run together (their best weights)
+    for members in (["lstm", "transformer"], list(runs)):
+        name = "+".join(members)
+        if len(members) < 2 or not set(members) <= set(runs) or name in results:
+            continue
+        print(f"{job}: ensemble {' + '.join(members)}", flush=True)
+        tr = Translator.load(runs[members[0]], device="cpu",
+                             ensemble=[runs[a] for a in members[1:]])
+        results[name] = {"ensemble": members, "test_beam5": decode(tr, src, refs, 5)}
     with locked(Path(args.out)) as out:
         node = out.setdefault("combined", {}).setdefault(job, {})
         node.update(mark=float(mark), date=utc_now(), machine=machine_info(threads=1),
