@@ -21,3 +21,11 @@ def studio_runs(tmp_path_factory):
     from studio_runs import make_runs
 
     return make_runs(tmp_path_factory.mktemp("studio"))
+
+
+@pytest.fixture(scope="session")
+def studio_transformer_run(tmp_path_factory):
+    """A tiny Transformer translator for the studio tests."""
+    from studio_runs import make_transformer_run
+
+    return make_transformer_run(tmp_path_factory.mktemp("studio_trf"))

@@ -84,3 +84,27 @@ def make_runs(root: Path) -> StudioRuns:
         torch.set_num_threads(before)
     return StudioRuns(translator, series, captioner, normal_csv, anomaly_csv,
                       images / "red_square.png", span)
+
+
+def make_transformer_run(root: Path) -> Path:
+    """A tiny Transformer translator (2 decoder layers, 2 heads), trained 40 steps: enough that
+    its search writes words, so there are attention maps to check."""
+    from seqlab.translate.train import DataConfig, TrainConfig, train_translator
+    from seqlab.translate.transformer import TransformerConfig
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = root / "trf"
+        train_translator(
+            run, model_cfg=TransformerConfig(d_model=16, num_heads=2, num_encoder_layers=1,
+                                             num_decoder_layers=2, dim_feedforward=32,
+                                             dropout=0.0),
+            train_cfg=TrainConfig(batch_tokens=600, lr=5e-3, warmup_steps=3, eval_every=20,
+                                  eval_sentences=8, log_every=5, seed=7, threads=1,
+                                  max_steps=40),
+            data_cfg=DataConfig(corpus=str(write_corpus(root / "pairs.tsv")), vocab_size=300),
+            progress=False, echo=lambda s: None)
+        return run
+    finally:
+        torch.set_num_threads(before)

@@ -376,3 +376,33 @@ def test_translations_waiting_together_run_as_one_batch(studio_runs):
         assert a["target_tokens"] == b["target_tokens"]
         np.testing.assert_allclose(a["attention"], b["attention"], atol=1e-4)
     app.state.queue.shutdown()
+
+
+# ----------------------------------------------------------------------------- a Transformer run
+
+@pytest.fixture(scope="module")
+def transformer_client(studio_transformer_run):
+    with TestClient(create_app([studio_transformer_run])) as c:
+        yield c
+
+
+def test_transformer_details_have_every_layer_and_head(transformer_client):
+    r = transformer_client.post("/api/translate", json={"text": "I see two red cats .",
+                                                        "num_beams": 3, "details": True})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    att, heads, layers = (np.array(j[k]) for k in ("attention", "heads", "layers"))
+    T, S = len(j["target_tokens"]), len(j["source_tokens"])
+    assert T > 0 and att.shape == (T, S)
+    assert layers.shape == (2, 2, T, S) and np.array_equal(layers[-1], heads)
+    np.testing.assert_allclose(layers.sum(-1), 1.0, atol=1e-4)
+    # the search's map (incremental, key/value cache) is the teacher-forced last layer's
+    # head mean
+    np.testing.assert_allclose(heads.mean(0), att, atol=1e-4)
+    plain = transformer_client.post("/api/translate", json={"text": "I see two red cats ."})
+    assert plain.json()["layers"] is None and plain.json()["heads"] is None
+
+
+def test_transformer_has_no_gates_and_says_so(transformer_client):
+    r = transformer_client.post("/api/gates", json={"model": "trf", "text": "I see one cat ."})
+    assert r.status_code == 400 and "Transformer" in r.json()["detail"]

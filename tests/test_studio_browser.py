@@ -227,3 +227,30 @@ def test_runs_view_follows_a_training_log(browser, studio_runs, tmp_path):
         ctx.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_transformer_maps_per_decoder_layer_and_head(browser, studio_transformer_run):
+    from seqlab.studio.app import create_app, serve_in_thread
+
+    server, thread, port = serve_in_thread(create_app([studio_transformer_run]), "127.0.0.1", 0)
+    ctx = browser.new_context(viewport={"width": 1360, "height": 900})
+    try:
+        p = ctx.new_page()
+        errors: list[str] = []
+        p.on("pageerror", lambda e: errors.append(str(e)))
+        p.goto(f"http://127.0.0.1:{port}")
+        p.wait_for_selector("#tr-run option", state="attached")
+        p.fill("#tr-input", "I see two red cats .")
+        p.click("#tr-go")
+        p.wait_for_selector("#tr-results .heads svg.attn")
+        side = p.locator("#tr-results .side").first
+        # 2 decoder layers x 2 heads, each layer a card of its own
+        assert side.locator(".heads svg.attn").count() == 4
+        titles = side.locator("h3").all_text_contents()
+        assert any("decoder layer 1" in t for t in titles)
+        assert any("decoder layer 2" in t for t in titles)
+        assert not errors, f"JavaScript errors on the page: {errors}"
+    finally:
+        ctx.close()
+        server.should_exit = True
+        thread.join(timeout=10)

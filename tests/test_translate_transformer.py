@@ -208,6 +208,13 @@ def test_cli_train_run_plot_eval(runs, tmp_path):
     assert json.loads(r.stdout)["n_sentences"] == 4
 
 
+def test_gates_of_a_transformer_run_are_refused_in_one_line(runs):
+    trans, _ = runs
+    r = invoke("gates", "--model", str(trans), "--text", "I see one cat .")
+    assert r.exit_code == 2 and "Transformer translator, which has no LSTM gates" in r.output
+    assert "Traceback" not in r.output
+
+
 def test_average_of_identical_snapshots_is_the_snapshot(runs, tmp_path):
     from seqlab.training.checkpoint import (
         average_snapshots,

@@ -57,6 +57,10 @@ def _translator_run(run_dir: Path, text: str | None, csv_path: Path | None,
     if not text.strip():
         raise UserError("--text: empty sentence; give at least one word")
     tr = Translator.load(run_dir, device=device)
+    if not hasattr(tr.model, "encoder"):
+        raise UserError(f"--model: {run_dir} is a Transformer translator, which has no LSTM "
+                        f"gates; draw its attention with `seqlab translate run {run_dir} "
+                        f"\"...\" --attention-plot FILE.png`")
     pieces = tr.tok.src.encode_pieces([text])[0][:max_steps]
     ids = tr.tok.src.encode([text])[0][:max_steps]
     if tr.src_eos and len(ids) < max_steps:

@@ -160,6 +160,9 @@ class TranslateResponse(BaseModel):
     heads: list[list[list[float]]] | None = Field(
         None, description="(heads, T, S) per-head maps (details, multi-head only); their mean "
                           "is `attention`.")
+    layers: list[list[list[list[float]]]] | None = Field(
+        None, description="(layers, heads, T, S) every decoder layer's cross-attention per "
+                          "head (details, Transformer only); the last layer's is `heads`.")
     tree: dict[str, Any] | None = Field(
         None, description="Beam search tree (details): {num_beams, nodes: [{id, parent, step, "
                           "token, logprob, alive, closed, best}]}; node 0 is the start.")

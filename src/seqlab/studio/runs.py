@@ -164,14 +164,16 @@ def translate_many(run: Run, texts: list[str], num_beams: int, length_penalty: f
 def translate(run: Run, text: str, num_beams: int, length_penalty: float, n_best: int,
               details: bool) -> dict[str, Any]:
     """One sentence; with `details` also the beam search tree and, for multi-head attention,
-    one (T, S) map per head."""
+    one (T, S) map per head (a Transformer's: every decoder layer's, `layers`)."""
     [out] = translate_many(run, [text], num_beams, length_penalty, n_best)
     if details and text.strip():
         tree, best_ids = beam_tree(run.model, text, num_beams, length_penalty)
         out["tree"] = tree
-        heads = head_attention(run.model, text, best_ids)
-        if heads is not None:
-            out["heads"] = _rounded(heads, 5)
+        layers = head_attention(run.model, text, best_ids)
+        if layers is not None:
+            out["heads"] = _rounded(layers[-1], 5)
+            if hasattr(run.model.model, "cross_attention"):    # the Transformer's layers
+                out["layers"] = _rounded(layers, 5)
     return out
 
 
@@ -230,14 +232,23 @@ def beam_tree(tr: Any, text: str, num_beams: int, length_penalty: float
 
 @torch.no_grad()
 def head_attention(tr: Any, text: str, tgt_ids: list[int]) -> np.ndarray | None:
-    """(heads, T, S) attention of each head for the output `tgt_ids` (teacher-forced), or None
-    for single-head attention. The decoder reports the head average; a forward hook on its
-    attention module asks the same call again for the per-head weights."""
+    """(layers, heads, T, S) attention of each decoder layer's heads for the output `tgt_ids`
+    (teacher-forced), or None for single-head attention; the LSTM decoder has one layer of
+    attention. The search reports the head average (a Transformer's: of its last layer). For
+    the LSTM decoder a forward hook on its attention module asks the same call again for the
+    per-head weights."""
     model = tr.model
-    if model.cfg.attention != "multihead" or model.cfg.num_heads < 2 or not tgt_ids:
+    if not tgt_ids:
+        return None
+    tgt_in = torch.tensor([[model.cfg.bos_id, *tgt_ids[:-1]]])             # (1, T)
+    if hasattr(model, "cross_attention"):                                  # the Transformer
+        sb, _ = _encode_source(tr, text)
+        with torch.no_grad():
+            w = model.cross_attention(sb.src, sb.src_lengths, sb.src_mask, tgt_in)
+        return w[0].float().numpy()                                        # (L, h, T, S)
+    if model.cfg.attention != "multihead" or model.cfg.num_heads < 2:
         return None
     sb, (memory, state) = _encode_source(tr, text)
-    tgt_in = torch.tensor([[model.cfg.bos_id, *tgt_ids[:-1]]])             # (1, T)
     per_step: list[torch.Tensor] = []
     busy = False
 
@@ -257,7 +268,7 @@ def head_attention(tr: Any, text: str, tgt_ids: list[int]) -> np.ndarray | None:
     finally:
         handle.remove()
     w = torch.stack(per_step, 0)[:, 0]                     # (T, heads, S)
-    return w.transpose(0, 1).float().numpy()               # (heads, T, S)
+    return w.transpose(0, 1)[None].float().numpy()         # (1, heads, T, S)
 
 
 # ----------------------------------------------------------------------------- gates
@@ -322,6 +333,9 @@ def gates_text(registry: RunRegistry, model: str, text: str, layer: int,
         return gates_payload(gates, layer, direction, list(text),
                              f"built-in char model (H={cm.lstm.hidden_size}) over the text")
     tr = registry.get(model, TRANSLATE).model
+    if not hasattr(tr.model, "encoder"):
+        raise UserError(f"model: {model} is a Transformer translator, which has no LSTM "
+                        f"gates; its attention is in the translation's details")
     pieces = tr.tok.src.encode_pieces([text])[0]
     ids = tr.tok.src.encode([text])[0]
     if tr.src_eos:

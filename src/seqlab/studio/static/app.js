@@ -245,14 +245,17 @@ function renderTranslation(res, tag) {
       el("div", { class: "maps" }, attentionMap(res.attention, res.source_tokens,
                                                 res.target_tokens))));
   }
-  if (res.heads) {
+  // a Transformer: every decoder layer's heads (the last layer's mean is the map above)
+  const layers = res.layers || (res.heads ? [res.heads] : []);
+  layers.forEach((layer, l) => {
     const heads = el("div", { class: "heads" });
-    res.heads.forEach((m, k) => heads.append(el("figure", {},
+    layer.forEach((m, k) => heads.append(el("figure", {},
       attentionMap(m, res.source_tokens, res.target_tokens, 16),
       el("figcaption", { text: `head ${k + 1}` }))));
-    side.append(card(`Attention per head (${res.heads.length} heads)`, el("div",
+    const where = res.layers ? `decoder layer ${l + 1}: ` : "";
+    side.append(card(`Attention per head (${where}${layer.length} heads)`, el("div",
       { class: "maps" }, heads)));
-  }
+  });
   if (res.tree) {
     side.append(card(`Beam search tree (beam ${res.tree.num_beams}; blue: the best ` +
                      "hypothesis, dashed: closed, grey: dropped)",
