@@ -103,6 +103,22 @@ def test_reordered_cache_matches_reordered_batch():
     torch.testing.assert_close(lp, lp_ref[idx], rtol=0, atol=1e-12)
 
 
+def test_key_bias_gets_no_gradient():
+    # softmax(q.k_j + q.b) over j ignores q.b: the key projection's bias cannot change the
+    # output, so its gradient is zero (what tests/test_distributed.py relies on)
+    m = tiny()
+    src, lengths, mask, tgt = batch()
+    loss, _ = m.loss(src, lengths, mask, tgt[:, :-1], tgt[:, 1:])
+    loss.backward()
+    biases = [mod.in_proj_bias for mod in m.modules() if getattr(mod, "in_proj_bias", None)
+              is not None]
+    assert len(biases) == 2 + 2 * 2          # encoder self, decoder self + cross, 2 layers each
+    for b in biases:
+        d = b.numel() // 3
+        assert float(b.grad[d:2 * d].abs().max()) < 1e-12
+        assert float(b.grad[:d].abs().max()) > 1e-6 and float(b.grad[2 * d:].abs().max()) > 1e-6
+
+
 def test_beam_one_equals_greedy():
     m = tiny()
     src, lengths, mask, _ = batch(B=4, S=6)
