@@ -229,7 +229,7 @@ def test_runs_view_follows_a_training_log(browser, studio_runs, tmp_path):
         thread.join(timeout=10)
 
 
-def test_transformer_maps_per_decoder_layer_and_head(browser, studio_transformer_run):
+def test_transformer_maps_per_decoder_layer_and_head(browser, studio_transformer_run, shots):
     from seqlab.studio.app import create_app, serve_in_thread
 
     server, thread, port = serve_in_thread(create_app([studio_transformer_run]), "127.0.0.1", 0)
@@ -249,6 +249,7 @@ def test_transformer_maps_per_decoder_layer_and_head(browser, studio_transformer
         titles = side.locator("h3").all_text_contents()
         assert any("decoder layer 1" in t for t in titles)
         assert any("decoder layer 2" in t for t in titles)
+        save(p, shots, "translate-transformer")
         assert not errors, f"JavaScript errors on the page: {errors}"
     finally:
         ctx.close()
