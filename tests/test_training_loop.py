@@ -208,3 +208,5 @@ def test_snapshots_every_n_steps_end_with_the_final_weights(tmp_path: Path) -> N
     assert all(torch.equal(snap6[k], six[f"model.{k}"]) for k in snap6)
     with pytest.raises(UserError, match="snapshot_every"):
         TrainConfig(keep_checkpoints=2, snapshot_every=0)
+    with pytest.raises(UserError, match="needs keep_checkpoints"):
+        TrainConfig(snapshot_every=10)

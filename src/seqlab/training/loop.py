@@ -130,6 +130,9 @@ class TrainConfig:
         check_device_spec(self.device)
         if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
             raise UserError(f"keep_checkpoints={self.keep_checkpoints!r}: expected a count >= 0")
+        if self.snapshot_every is not None and not self.keep_checkpoints:
+            raise UserError(f"snapshot_every={self.snapshot_every!r}: needs keep_checkpoints "
+                            f"(how many snapshots to keep), got 0")
         check_fields(self, {
             "batch_tokens": (int, 1), "batch_size": (int, 1), "lr": (float, 0.0),
             "warmup_steps": (int, 0), "lr_decay": (float, 0.0), "lr_patience": (int, 1),
