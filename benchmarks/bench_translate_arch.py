@@ -269,8 +269,8 @@ def combine(args: argparse.Namespace) -> None:
     with locked(Path(args.out)) as out:
         node = out.setdefault("combined", {}).setdefault(job, {})
         node.update(mark=float(mark), date=utc_now(), machine=machine_info(threads=1),
-                    doc=combine.__doc__.replace("\n", " "), results={**node.get("results", {}),
-                                                                    **results})
+                    doc=(combine.__doc__ or "").replace("\n", " "),
+                    results={**node.get("results", {}), **results})
 
 
 def table(path: Path = OUT) -> str:

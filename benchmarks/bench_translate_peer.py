@@ -90,7 +90,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import torch
 
@@ -337,12 +337,13 @@ def run_budgeted(cmd: list[str], env: dict[str, str], budget_s: float, log_path:
                             encoding="utf-8", errors="replace", env=env,
                             preexec_fn=_default_sigint)
     assert proc.stdout is not None
+    out = proc.stdout
     started = threading.Event()
     state: dict[str, Any] = {"t_start": None}
 
     def reader() -> None:
         with open(log_path, "w", encoding="utf-8") as log:
-            for line in proc.stdout:
+            for line in out:
                 log.write(line)
                 log.flush()
                 if not started.is_set() and start_marker in line:
@@ -861,7 +862,8 @@ def seqlab_unit(st: Setup, threads: int) -> dict[str, Any]:
     with torch_threads(threads):
         for split, beam in EVAL_JOBS:
             t0 = time.perf_counter()
-            hyps = translator.translate(list(srcs[split]), num_beams=beam, batch_size=64)
+            hyps = cast(list[str], translator.translate(list(srcs[split]), num_beams=beam,
+                                                        batch_size=64))
             evals[f"{split}_beam{beam}"] = scored(st, split, hyps, time.perf_counter() - t0)
     return {"system": "seqlab", "threads": threads, "config": scfg, "train_summary": summary,
             "api_call": f"train_translator(run_dir, model_cfg, TrainConfig(time_budget_min="
@@ -892,11 +894,11 @@ def main() -> None:
     if args.table:
         if not out_json.exists():
             fail(f"{out_json}: no results yet (run the benchmark first)")
-        record = json.loads(out_json.read_text(encoding="utf-8"))
-        if "units" not in record:
+        done_record = json.loads(out_json.read_text(encoding="utf-8"))
+        if "units" not in done_record:
             fail(f"{out_json}: written by an earlier version of this script (no 'units'); "
                  "run the benchmark again")
-        print(markdown_table(record))
+        print(markdown_table(done_record))
         return
 
     t_bench = time.perf_counter()
@@ -957,7 +959,7 @@ def main() -> None:
                 record["units"][name] = cached
                 continue
             t0 = time.perf_counter()
-            unit = {"key": st.key, "date": utc_now(), "git": git_state(),
+            unit: dict[str, Any] = {"key": st.key, "date": utc_now(), "git": git_state(),
                     "loadavg_start": os.getloadavg(),
                     "matmul_peak_fp32_1024": matmul_peak(threads)}
             try:

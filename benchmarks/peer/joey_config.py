@@ -203,5 +203,6 @@ def write_config(cfg: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def settings_dict(settings: JoeySettings) -> dict[str, Any]:
+def settings_dict(settings: Any) -> dict[str, Any]:
+    """A settings dataclass (Joey's or OpenNMT-py's) as a JSON-ready dict."""
     return asdict(settings)
