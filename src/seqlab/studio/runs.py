@@ -243,8 +243,7 @@ def head_attention(tr: Any, text: str, tgt_ids: list[int]) -> np.ndarray | None:
     tgt_in = torch.tensor([[model.cfg.bos_id, *tgt_ids[:-1]]])             # (1, T)
     if hasattr(model, "cross_attention"):                                  # the Transformer
         sb, _ = _encode_source(tr, text)
-        with torch.no_grad():
-            w = model.cross_attention(sb.src, sb.src_lengths, sb.src_mask, tgt_in)
+        w = model.cross_attention(sb.src, sb.src_lengths, sb.src_mask, tgt_in)
         return w[0].float().numpy()                                        # (L, h, T, S)
     if model.cfg.attention != "multihead" or model.cfg.num_heads < 2:
         return None

@@ -266,17 +266,18 @@ def snapshot_paths(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def snapshot_name(step: int) -> str:
-    return f"step-{step:08d}.safetensors"
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where the weights at `step` are kept: snapshots/step-N.safetensors."""
+    return run_dir / SNAPSHOT_DIR / f"step-{step:08d}.safetensors"
 
 
 def save_snapshot(run_dir: Path, model: torch.nn.Module, step: int, keep: int, fmt: str) -> None:
     """Write the weights at `step` to snapshots/step-N.safetensors; keep only the last `keep`."""
     from seqlab.io import save_safetensors_atomic
 
-    d = run_dir / SNAPSHOT_DIR
-    d.mkdir(exist_ok=True)
-    save_safetensors_atomic(model_tensors(model), d / snapshot_name(step),
+    path = snapshot_path(run_dir, step)
+    path.parent.mkdir(exist_ok=True)
+    save_safetensors_atomic(model_tensors(model), path,
                             metadata={"format": fmt, "step": str(step)})
     for old in snapshot_paths(run_dir)[:-keep]:
         old.unlink()

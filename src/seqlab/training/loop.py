@@ -86,8 +86,7 @@ from seqlab.training.checkpoint import (
     rng_state,
     save_snapshot,
     set_rng_state,
-    snapshot_name,
-    snapshot_paths,
+    snapshot_path,
 )
 from seqlab.training.distributed import DistContext, rank_seed
 from seqlab.validate import check_fields, check_float
@@ -584,8 +583,7 @@ def train_loop(out: Path, model: M, train_cfg: TrainConfig, *, fmt: str,
     if dist.agree(last_eval_step != prog.step or not (out / MODEL_FILE).exists()):
         score = run_eval(periodic=False)
         echo(f"step {prog.step}: final dev {label} {score:.2f} (best {prog.best_bleu:.2f})")
-    if train_cfg.keep_checkpoints and main and not any(
-            p.name == snapshot_name(prog.step) for p in snapshot_paths(out)):
+    if not snapshot_path(out, prog.step).is_file():
         snapshot()               # the final weights are the last snapshot to average
     prog.stopped = stop
     save_checkpoint()
