@@ -318,3 +318,30 @@ def test_ensemble_needs_one_tokenizer(runs, tmp_path):
     assert r.exit_code == 0, r.output
     r = invoke("translate", "run", str(trans), "I see .", "--ensemble", str(other))
     assert r.exit_code == 2 and "tokenizer differs" in r.output
+
+
+def test_encoder_gates_are_the_lstm_encoders_own_states(runs):
+    from seqlab.translate.api import Translator
+
+    trans, lstm = runs
+    tr = Translator.load(lstm, device="cpu")
+    assert tr.has_gates
+    text = "I see two red cats ."
+    gates, pieces = tr.encoder_gates(text)
+    ids = tr.tok.src.encode([text])[0] + [tr.tok.src.eos_id]
+    assert pieces == tr.tok.src.encode_pieces([text])[0] + ["</s>"]
+    with torch.no_grad():
+        out, _ = tr.model.encoder(tr.model.src_embed(torch.tensor([ids])))  # (1, S, 2H)
+    H = gates.h.shape[-1]
+    assert gates.h.shape == (1, 2, 1, len(ids), H)
+    # forward direction's h_t and backward direction's h_t are the encoder's two output halves
+    torch.testing.assert_close(gates.h[0, 0, 0], out[0, :, :H], atol=1e-6, rtol=0)
+    torch.testing.assert_close(gates.h[0, 1, 0], out[0, :, H:], atol=1e-6, rtol=0)
+    cut, cut_pieces = tr.encoder_gates(text, max_steps=3)
+    assert cut_pieces == pieces[:3] and cut.h.shape[-2] == 3    # no room left for the EOS
+    torch.testing.assert_close(cut.h[0, 0, 0], gates.h[0, 0, 0, :3], atol=1e-6, rtol=0)
+    transformer = Translator.load(trans, device="cpu")
+    assert not transformer.has_gates
+    with pytest.raises(TypeError, match="no LSTM gates"):
+        transformer.encoder_gates(text)
+    assert not Translator.load(lstm, device="cpu", ensemble=[trans]).has_gates

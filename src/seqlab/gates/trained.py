@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from seqlab.device import model_device, resolve_device
+from seqlab.device import resolve_device
 from seqlab.errors import UserError
 from seqlab.gates.record import GatesRun
 from seqlab.nn import LSTMGates
@@ -57,20 +57,13 @@ def _translator_run(run_dir: Path, text: str | None, csv_path: Path | None,
     if not text.strip():
         raise UserError("--text: empty sentence; give at least one word")
     tr = Translator.load(run_dir, device=device)
-    if not hasattr(tr.model, "encoder"):
+    if not tr.has_gates:
         raise UserError(f"--model: {run_dir} is a Transformer translator, which has no LSTM "
                         f"gates; draw its attention with `seqlab translate run {run_dir} "
                         f"\"...\" --attention-plot FILE.png`")
-    pieces = tr.tok.src.encode_pieces([text])[0][:max_steps]
-    ids = tr.tok.src.encode([text])[0][:max_steps]
-    if tr.src_eos and len(ids) < max_steps:
-        ids, pieces = ids + [tr.tok.src.eos_id], pieces + ["</s>"]
-    src = torch.tensor([ids], device=model_device(tr.model))               # (1, S)
-    with torch.no_grad():
-        emb = tr.model.src_embed(src)                                       # (1, S, E)
-        _, _, gates = tr.model.encoder(emb, return_gates=True)
+    gates, pieces = tr.encoder_gates(text, max_steps)
     title = (f"Encoder gates of the translator {run_dir.name} over {text[:40]!r} "
-             f"({len(ids)} subword steps, H={gates.f.shape[-1]}, --direction 1 = right-to-left)")
+             f"({len(pieces)} subword steps, H={gates.f.shape[-1]}, --direction 1 = right-to-left)")
     return GatesRun(_on_cpu(gates), title, pieces)
 
 

@@ -332,16 +332,10 @@ def gates_text(registry: RunRegistry, model: str, text: str, layer: int,
         return gates_payload(gates, layer, direction, list(text),
                              f"built-in char model (H={cm.lstm.hidden_size}) over the text")
     tr = registry.get(model, TRANSLATE).model
-    if not hasattr(tr.model, "encoder"):
+    if not tr.has_gates:
         raise UserError(f"model: {model} is a Transformer translator, which has no LSTM "
                         f"gates; its attention is in the translation's details")
-    pieces = tr.tok.src.encode_pieces([text])[0]
-    ids = tr.tok.src.encode([text])[0]
-    if tr.src_eos:
-        ids, pieces = ids + [tr.tok.src.eos_id], pieces + ["</s>"]
-    with torch.no_grad():
-        emb = tr.model.src_embed(torch.tensor([ids]))             # (1, S, E)
-        _, _, gates = tr.model.encoder(emb, return_gates=True)
+    gates, pieces = tr.encoder_gates(text)
     return gates_payload(gates, layer, direction, pieces,
                          f"encoder of the translator {model} over the subwords")
 

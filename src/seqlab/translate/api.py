@@ -23,6 +23,7 @@ from seqlab.decoding.search import Hypothesis, SearchResult, greedy_search_strea
 from seqlab.device import model_device, resolve_device
 from seqlab.errors import InputWarning, UserError
 from seqlab.export.common import check_backend
+from seqlab.nn import LSTMGates
 from seqlab.text.batching import collate_src
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
@@ -228,6 +229,28 @@ class Translator:
                 models.append(m)
             model = Ensemble(models).eval()
         return cls(model.to(resolve_device(device)), tok, cfg, Path(run_dir))
+
+    @property
+    def has_gates(self) -> bool:
+        """Whether the encoder is an LSTM whose gates can be recorded (a Transformer's,
+        an ensemble's or an exported graph's cannot)."""
+        return hasattr(self.model, "encoder") and hasattr(self.model, "src_embed")
+
+    def encoder_gates(self, text: str, max_steps: int | None = None
+                      ) -> tuple[LSTMGates, list[str]]:
+        """The encoder's gates over `text`'s first `max_steps` subwords (and the source EOS
+        when the run appends one and it fits), with those subwords ("</s>" for the EOS)."""
+        if not self.has_gates:
+            raise TypeError("this translator's encoder has no LSTM gates")
+        pieces = self.tok.src.encode_pieces([text])[0][:max_steps]
+        ids = self.tok.src.encode([text])[0][:max_steps]
+        if self.src_eos and (max_steps is None or len(ids) < max_steps):
+            ids, pieces = ids + [self.tok.src.eos_id], pieces + ["</s>"]
+        src = torch.tensor([ids], device=model_device(self.model))            # (1, S)
+        with torch.no_grad():
+            emb = self.model.src_embed(src)                                    # (1, S, E)
+            _, _, gates = self.model.encoder(emb, return_gates=True)
+        return gates, pieces
 
     def translate(self, sentences: list[str] | str, num_beams: int = 5,
                   max_new_tokens: int | None = None, length_penalty: float = 1.0,
