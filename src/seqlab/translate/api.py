@@ -28,7 +28,7 @@ from seqlab.text.batching import collate_src
 from seqlab.text.metrics import score_corpus
 from seqlab.text.tokenizer import TokenizerPair
 from seqlab.translate.ensemble import Ensemble
-from seqlab.translate.model import default_max_new_tokens
+from seqlab.translate.model import Seq2Seq, default_max_new_tokens
 from seqlab.translate.run import load_averaged, load_run
 from seqlab.validate import MAX_SOURCE_CHARS, MAX_SOURCE_TOKENS, check_decoding, check_int
 
@@ -234,7 +234,7 @@ class Translator:
     def has_gates(self) -> bool:
         """Whether the encoder is an LSTM whose gates can be recorded (a Transformer's,
         an ensemble's or an exported graph's cannot)."""
-        return hasattr(self.model, "encoder") and hasattr(self.model, "src_embed")
+        return isinstance(self.model, Seq2Seq)
 
     def encoder_gates(self, text: str, max_steps: int | None = None
                       ) -> tuple[LSTMGates, list[str]]:
