@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from seqlab.decoding.search import greedy_search, greedy_search_stream, row_max
+from seqlab.nn.attention import masked_softmax
+from seqlab.nn.decoder import softmax_vector_len
 from seqlab.translate.model import Seq2Seq, Seq2SeqConfig
 
 BOS, EOS = 2, 3
@@ -111,10 +113,30 @@ def batches(m: Seq2Seq, specs):
 
 
 @pytest.mark.cpu_sensitive
+def test_masked_padding_keeps_softmax_bits_within_a_memory_group():
+    """What `memory_group` and `join` rely on, on the CPU the tests run on: zero-padding a
+    memory (masked positions) changes no bit of a row's attention weights as long as the padded
+    length stays on the row's side of `softmax_vector_len()`."""
+    width = softmax_vector_len()
+    g = torch.Generator().manual_seed(0)
+    for real in range(1, 3 * width):
+        scores = torch.randn(32, 1, real, generator=g) * 4              # (N, 1, S)
+        ref = masked_softmax(scores, torch.ones(32, 1, real, dtype=torch.bool))
+        longest = width - 1 if real < width else 4 * width
+        for padded_len in range(real + 1, longest + 1):
+            padded = torch.cat([scores, torch.randn(32, 1, padded_len - real, generator=g)], -1)
+            mask = (torch.arange(padded_len) < real).expand(32, 1, padded_len)
+            got = masked_softmax(padded, mask)
+            assert torch.equal(got[..., :real], ref), (real, padded_len)
+            assert not got[..., real:].any()
+
+
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("max_rows", [1, 5, 16])
 def test_greedy_stream_equals_greedy_per_batch(max_rows):
     m = model(seed=1)
-    # long (>= 16 positions) and short sources, so both memory groups and their switch occur
+    # long (>= softmax_vector_len() positions) and short sources, so both memory groups and
+    # their switch occur
     specs = [(12, 14, 20, 0), (7, 10, 17, 1), (9, 3, 9, 2), (4, 1, 3, 3), (10, 2, 6, 4)]
     stream, ref = batches(m, specs)
     found = greedy_search_stream(m.decoder, iter(stream), bos_id=BOS, eos_id=EOS,

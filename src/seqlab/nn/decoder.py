@@ -86,10 +86,19 @@ class Memory(NamedTuple):
 # (a lookup in a precomputed (V, 4H) table vs a matmul of the looked-up embeddings); with 1-3
 # rows it takes another kernel (measured for 1..400 rows; other BLAS libraries may differ).
 _SAME_BITS_MIN_ROWS = 4
-# The masked softmax over >= 16 source positions (the AVX-512 float width) runs a vectorised
-# kernel, over fewer a scalar one; each gives a row the same bits however much masked padding
-# follows, but the two differ in the last bit. `join` keeps memories on their side of it.
-_SOFTMAX_VECTOR_LEN = 16
+
+
+def softmax_vector_len() -> int:
+    """Source length from which ATen's CPU softmax runs its vectorised kernel: the float width
+    of the vector unit it dispatched to (16 with AVX-512, 8 with AVX2 and elsewhere).
+
+    Below it a scalar kernel runs; each gives a row the same bits however much masked padding
+    follows, but the two differ in the last bit, so `join` keeps memories on their side of it.
+    """
+    return 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+
+
+_SOFTMAX_VECTOR_LEN = softmax_vector_len()
 
 
 class _InferenceWeights(NamedTuple):
